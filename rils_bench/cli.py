@@ -58,6 +58,40 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     prep.set_defaults(func=_cmd_data_prepare)
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from rils_bench.train.runner import run_pretrain
+
+    export = run_pretrain(
+        config=args.config,
+        work_dir=args.work_dir,
+        resume=args.resume,
+        cfg_options=args.cfg_options,
+        launcher=args.launcher,
+    )
+    if export is not None:  # rank 0 only; the last line is the checkpoint path, for scripts
+        print(f"exported checkpoint: {export}")
+    return 0
+
+
+def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
+    from mmengine.config import DictAction
+
+    cmd = sub.add_parser("pretrain", help="pre-train from a config (mmengine Runner); prints the exported checkpoint")
+    cmd.add_argument("config", help="a pre-training config, e.g. configs/pretrain/rils_vit-tiny-p8_builtin.py")
+    cmd.add_argument(
+        "--work-dir", help="where logs, mmengine checkpoints and the export go (default work_dirs/<config>)"
+    )
+    cmd.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the work dir")
+    cmd.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ...")
+    cmd.add_argument(
+        "--launcher",
+        choices=["none", "pytorch", "slurm", "mpi"],
+        default="none",
+        help="distributed launcher (torchrun: pytorch)",
+    )
+    cmd.set_defaults(func=_cmd_pretrain)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rils-bench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rils-bench {__version__}")
@@ -65,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="print the versions of the stack, whether mmcv has its ops, and the device")
     env.set_defaults(func=_cmd_env)
     _add_data_commands(sub)
+    _add_pretrain_command(sub)
     return parser
 
 

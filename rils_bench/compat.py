@@ -35,6 +35,8 @@ def silence_known_warnings() -> None:
     # setuptools >= 81 removed; we pin setuptools 80.x (requirements/constraints.txt), which warns.
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     warnings.filterwarnings("ignore", message=r".*np\..*", category=DeprecationWarning)
+    # pycocotools' mask.decode under numpy 2 ("__array__ implementation doesn't accept a copy keyword").
+    warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
 
 
 @contextlib.contextmanager

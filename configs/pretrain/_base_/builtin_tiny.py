@@ -1,0 +1,17 @@
+# Tiny CPU scale on the built-in image-text pairs (prepared on first use): ViT-tiny, patch 8, 64 px.
+_base_ = ["./runtime.py"]
+
+arch = "rils_vit_tiny_patch8"
+image_size = 64
+batch_size = 64
+
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type="InfiniteSampler", shuffle=True),  # iteration-based: no epoch boundary
+    collate_fn=dict(type="default_collate"),
+    dataset=dict(type="ImageTextPairs", builtin="imagetext", split="train", image_size=image_size),
+)
+train_cfg = dict(type="IterBasedTrainLoop", max_iters=600)
+optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.05))

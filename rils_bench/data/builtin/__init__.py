@@ -1,0 +1,1 @@
+"""Built-in datasets prepared offline from packages that carry real data (see `catalog.py`)."""

@@ -1,0 +1,104 @@
+"""Pre-training datasets for mmengine: image-text pairs from a table or WebDataset shards.
+
+Each sample is `{"inputs": uint8 [3, H, W], "data_samples": caption}`; normalisation happens in the model's data
+preprocessor and tokenisation in the model (it knows its context length), so the data side never needs the
+model's config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mmengine.dist import barrier, get_rank, is_distributed
+from mmengine.registry import DATASETS
+from torch.utils.data import Dataset, IterableDataset
+from torchvision import transforms as T
+
+from rils_bench.data.imagetext import ImageTextTable, webdataset_pairs
+from rils_bench.errors import UserError
+
+
+def train_transform(image_size: int, crop_scale: tuple[float, float] = (0.5, 1.0)) -> T.Compose:
+    """Random resized crop (the augmentation of MAE and CLIP pre-training) to uint8 `[3, H, W]`."""
+    return T.Compose(
+        [
+            T.RandomResizedCrop(image_size, scale=tuple(crop_scale), interpolation=T.InterpolationMode.BICUBIC),
+            T.PILToTensor(),
+        ]
+    )
+
+
+def _prepare_builtin(name: str) -> Path:
+    """Prepare a built-in set once: rank 0 builds it while the other ranks wait, then all read it."""
+    from rils_bench.data.builtin.prepare import prepare
+
+    if is_distributed() and get_rank() != 0:
+        barrier()
+        return prepare(name)  # up to date now: returns at once
+    path = prepare(name)
+    if is_distributed():
+        barrier()
+    return path
+
+
+@DATASETS.register_module()
+class ImageTextPairs(Dataset):
+    """Pairs from a CSV/TSV table (`table=`) or from a built-in set (`builtin='imagetext'`, prepared if missing).
+
+    Attributes:
+        content_sha256: the built-in set's content hash (recorded in the exported checkpoint); None for a table.
+    """
+
+    def __init__(
+        self,
+        *,
+        table: str | None = None,
+        builtin: str | None = None,
+        split: str = "train",
+        image_size: int = 64,
+        crop_scale: tuple[float, float] = (0.5, 1.0),
+    ) -> None:
+        if (table is None) == (builtin is None):
+            raise UserError("ImageTextPairs needs exactly one of table= (a CSV/TSV path) or builtin= (a built-in name)")
+        self.content_sha256 = None
+        if builtin is not None:
+            from rils_bench.data.builtin.prepare import read_manifest
+
+            root = _prepare_builtin(builtin)
+            table = root / f"{split}.csv"
+            self.content_sha256 = read_manifest(root)["content_sha256"]
+        self.pairs = ImageTextTable(table, transform=train_transform(image_size, crop_scale))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, caption = self.pairs[index]
+        return {"inputs": image, "data_samples": caption}
+
+
+def _as_sample(pair: tuple[Any, str]) -> dict[str, Any]:
+    return {"inputs": pair[0], "data_samples": pair[1]}
+
+
+@DATASETS.register_module()
+class ImageTextShards(IterableDataset):
+    """Pairs streamed from WebDataset shards (LAION-scale runs): shards split across ranks and workers,
+    shard order shuffled, samples shuffled through a buffer. Use with `sampler=None` in the dataloader config."""
+
+    def __init__(
+        self,
+        *,
+        urls: str | list[str],
+        image_size: int = 224,
+        crop_scale: tuple[float, float] = (0.5, 1.0),
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        self.content_sha256 = None
+        pairs = webdataset_pairs(urls, train_transform(image_size, crop_scale), shard_shuffle=100, seed=seed)
+        self.pipeline = (pairs.shuffle(shuffle_buffer) if shuffle_buffer else pairs).map(_as_sample)
+
+    def __iter__(self):
+        return iter(self.pipeline)
