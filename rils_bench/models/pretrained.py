@@ -2,22 +2,28 @@
 
 Accepted:
 - an exported rils-bench checkpoint (`rils_bench.checkpoint`, written at the end of pre-training);
-- `random:<arch>`: a randomly initialised encoder of a registered size, the floor every method must beat.
+- `random:<arch>`: a randomly initialised encoder of a registered size, the floor every method must beat;
+- a timm ViT state dict (`torch.save(timm_vit.state_dict(), path)`, optionally under a `model` or `state_dict`
+  key): image-only, its size inferred from the tensor shapes (heads = width / 64, timm's convention) unless `arch`
+  names a registered size.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rils_bench.checkpoint import CheckpointError, load_checkpoint
+from rils_bench.checkpoint import FORMAT, CheckpointError
 from rils_bench.fileio import sha256_of
 from rils_bench.models.registry import ImageTextEncoder, get_model_config, list_models, resolve_config
 
 ENCODER_PREFIX = "encoder."
+TIMM_HEAD_PREFIXES = ("head.", "head_drop.")  # the classifier, dropped: only the encoder is evaluated
+_TIMM_SHAPE_KEYS = ("img_size", "patch_size", "in_chans", "width", "depth", "heads", "mlp_ratio")
 
 
 @dataclass
@@ -25,44 +31,80 @@ class PretrainedInfo:
     """Where an encoder came from: what every result record carries to be traceable."""
 
     spec: str  # what the user passed
-    kind: str  # "rils-bench" | "random"
-    method: str  # pre-training method, or "random"
-    arch: str  # registry name of the size
+    kind: str  # "rils-bench" | "random" | "timm"
+    method: str  # pre-training method, or "random" / "timm"
+    arch: str  # registry name of the size (or a `vit_w..._d..._p..._...px` description for an unregistered timm ViT)
     sha256: str | None  # of the checkpoint file; None for random
     steps: int = 0
     seed: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def load_pretrained(spec: str | Path, *, seed: int = 0) -> tuple[ImageTextEncoder, PretrainedInfo]:
-    """Rebuild the encoder named by `spec` (a checkpoint path or `random:<arch>`), in eval mode, on CPU.
+def load_pretrained(
+    spec: str | Path, *, seed: int = 0, arch: str | None = None
+) -> tuple[ImageTextEncoder, PretrainedInfo]:
+    """Rebuild the encoder named by `spec` (a checkpoint path, `random:<arch>` or a timm ViT state dict), in eval mode.
+
+    `arch` applies to timm state dicts only: the registered size whose config (heads included) to use instead of
+    the one inferred from the shapes.
 
     Raises:
-        CheckpointError: missing file, not a rils-bench checkpoint, one without an image encoder, an unknown
-            architecture, or weights that do not match the architecture the checkpoint names.
+        CheckpointError: missing file, neither a rils-bench checkpoint nor a timm ViT state dict, one without an
+            image encoder, an unknown architecture, or weights that do not match the architecture.
     """
     spec = str(spec)
     if spec.startswith("random:"):
-        arch = spec.removeprefix("random:")
-        if arch not in list_models():
-            raise CheckpointError(f"unknown architecture {arch!r} in {spec!r}; registered: {', '.join(list_models())}")
+        name = spec.removeprefix("random:")
+        _check_arch(name, spec)
         torch.manual_seed(seed)
-        encoder = ImageTextEncoder(get_model_config(arch))
-        return encoder.eval(), PretrainedInfo(spec, "random", "random", arch, None, seed=seed)
+        encoder = ImageTextEncoder(get_model_config(name))
+        return encoder.eval(), PretrainedInfo(spec, "random", "random", name, None, seed=seed)
 
-    payload = load_checkpoint(spec)
-    meta = payload["meta"]
-    weights = payload["state_dict"]
+    payload = _load_tensor_file(Path(spec))
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        return _from_rils_checkpoint(spec, payload)
+    weights = _timm_state_dict(payload)
+    if weights is None:
+        raise CheckpointError(
+            f"{spec} is neither a rils-bench checkpoint (format {FORMAT!r}) nor a timm ViT state dict"
+        )
+    return _from_timm(spec, weights, arch)
+
+
+def _check_arch(name: str, spec: str) -> None:
+    if name not in list_models():
+        raise CheckpointError(f"unknown architecture {name!r} in {spec!r}; registered: {', '.join(list_models())}")
+
+
+def _load_tensor_file(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle, zip and unpickler errors of many types
+        raise CheckpointError(f"{path} is not a tensor-only checkpoint ({type(err).__name__})") from err
+
+
+def _load_strict(encoder: ImageTextEncoder, state: dict[str, torch.Tensor], spec: str, name: str) -> None:
+    try:
+        result = encoder.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # size mismatches
+        raise CheckpointError(f"{spec}: weights do not match {name} ({str(err).splitlines()[-1].strip()})") from err
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{spec}: weights do not match {name} "
+            f"(missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]})"
+        )
+
+
+def _from_rils_checkpoint(spec: str, payload: dict[str, Any]) -> tuple[ImageTextEncoder, PretrainedInfo]:
+    meta = payload.get("meta", {})
+    weights = payload.get("state_dict", {})
     state = {k.removeprefix(ENCODER_PREFIX): v for k, v in weights.items() if k.startswith(ENCODER_PREFIX)}
     if "model_config" not in meta or not any(k.startswith("visual.") for k in state):
         raise CheckpointError(f"{spec} holds no image encoder (no 'model_config' or no 'encoder.visual.*' weights)")
     encoder = ImageTextEncoder(resolve_config(meta["model_config"]))
-    result = encoder.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{spec}: weights do not match {meta['model_config']['name']} "
-            f"(missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]})"
-        )
+    _load_strict(encoder, state, spec, meta["model_config"]["name"])
     info = PretrainedInfo(
         spec=spec,
         kind="rils-bench",
@@ -74,3 +116,65 @@ def load_pretrained(spec: str | Path, *, seed: int = 0) -> tuple[ImageTextEncode
         meta={k: v for k, v in meta.items() if k != "config"},
     )
     return encoder.eval(), info
+
+
+def _timm_state_dict(payload: Any) -> dict[str, torch.Tensor] | None:
+    """The ViT weights of a timm state dict (possibly wrapped in `model` / `state_dict`), head dropped; else None."""
+    if isinstance(payload, dict):
+        for wrapper in ("model", "state_dict"):
+            if isinstance(payload.get(wrapper), dict):
+                payload = payload[wrapper]
+                break
+    if not isinstance(payload, dict) or not all(k in payload for k in ("patch_embed.proj.weight", "cls_token")):
+        return None
+    if not all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return None
+    return {k: v for k, v in payload.items() if not k.startswith(TIMM_HEAD_PREFIXES)}
+
+
+def timm_vit_shape(weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Encoder sizes read off a timm ViT state dict: img/patch size, channels, width, depth, heads, mlp ratio.
+
+    Heads are not visible in the shapes; timm's ViTs use 64-wide heads, so `heads = max(1, width // 64)`.
+
+    Raises:
+        CheckpointError: no positional embedding for a square grid with a cls token, or no blocks.
+    """
+    proj = weights["patch_embed.proj.weight"]  # [D, C, P, P]
+    width, in_chans, patch = proj.shape[0], proj.shape[1], proj.shape[-1]
+    tokens = weights["pos_embed"].shape[1] - 1 if "pos_embed" in weights else -1
+    grid = math.isqrt(max(tokens, 0))
+    depth = len({k.split(".")[1] for k in weights if k.startswith("blocks.")})
+    if tokens < 1 or grid * grid != tokens or depth == 0:
+        raise CheckpointError("timm state dict: expected a cls token, a square pos_embed grid and at least one block")
+    mlp_ratio = weights["blocks.0.mlp.fc1.weight"].shape[0] / width
+    return dict(
+        img_size=grid * patch, patch_size=patch, in_chans=in_chans, width=width, depth=depth,
+        heads=max(1, width // 64), mlp_ratio=mlp_ratio,
+    )  # fmt: skip
+
+
+def _from_timm(
+    spec: str, weights: dict[str, torch.Tensor], arch: str | None
+) -> tuple[ImageTextEncoder, PretrainedInfo]:
+    shape = timm_vit_shape(weights)
+    if arch is not None:
+        _check_arch(arch, spec)
+        name, config = arch, get_model_config(arch, embed_dim=None)
+    else:
+        match = _registered_match(shape)
+        name = match or f"vit_w{shape['width']}_d{shape['depth']}_p{shape['patch_size']}_{shape['img_size']}px"
+        # Any registered size serves as the base: every encoder key is overridden, the text tower is dropped.
+        config = get_model_config(match or list_models()[0], **shape, embed_dim=None)
+    encoder = ImageTextEncoder(config)
+    _load_strict(encoder, {f"visual.{k}": v for k, v in weights.items()}, spec, name)
+    info = PretrainedInfo(spec, "timm", "timm", name, sha256_of(spec), meta={"model_config": config})
+    return encoder.eval(), info
+
+
+def _registered_match(shape: dict[str, Any]) -> str | None:
+    for name in list_models():
+        config = get_model_config(name)
+        if all(config[k] == shape[k] for k in _TIMM_SHAPE_KEYS):
+            return name
+    return None

@@ -38,7 +38,13 @@ class PretrainModel(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.method_name = method
         # The rank and world size are fixed for a run; the launcher has set up the process group by now.
-        self.method = build_method(method, arch, rank=get_rank(), world_size=get_world_size(), **(method_cfg or {}))
+        self.rank, self.world_size = get_rank(), get_world_size()
+        self.method = build_method(method, arch, rank=self.rank, world_size=self.world_size, **(method_cfg or {}))
+        # Masks come from a per-step seed over the *global* batch (see `mask_noise`). Both numbers are buffers, so
+        # they are saved in mmengine's checkpoints and a resumed run draws the masks an uninterrupted one would.
+        # The base seed is drawn after mmengine has seeded every rank identically.
+        self.register_buffer("mask_seed", torch.randint(2**31 - 1, ()), persistent=True)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long), persistent=True)
 
     @property
     def encoder(self) -> torch.nn.Module:
@@ -58,5 +64,17 @@ class PretrainModel(BaseModel):
             tokens = None
         elif isinstance(data_samples, (list, tuple)):
             tokens = tokenize(list(data_samples), self.encoder.config["context_length"]).to(inputs.device)
-        out = self.method(inputs, tokens)
+        out = self.method(inputs, tokens, mask_noise=self.mask_noise(len(inputs), inputs.device))
+        self.step += 1
         return {("loss" if k == "loss" else k.removeprefix("loss_")): v for k, v in out.items()}
+
+    def mask_noise(self, local_batch: int, device: torch.device) -> torch.Tensor:
+        """Shuffle noise `[B_local, L]` for this step: this rank's rows of noise drawn for the whole global batch.
+
+        So the masks of a sample depend only on (seed, step, its place in the global batch): N ranks of B samples
+        mask exactly as one process of N*B does, and a resumed run as an uninterrupted one.
+        """
+        generator = torch.Generator().manual_seed(int(self.mask_seed) * 1_000_003 + int(self.step))
+        num_patches = self.encoder.visual.num_patches
+        noise = torch.rand(self.world_size * local_batch, num_patches, generator=generator)  # [N*B, L]
+        return noise[self.rank * local_batch : (self.rank + 1) * local_batch].to(device)

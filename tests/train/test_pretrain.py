@@ -1,0 +1,123 @@
+"""Pre-training through mmengine's Runner: every method from its config, resume, export, schedule."""
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from rils_bench.checkpoint import load_checkpoint
+from rils_bench.data.builtin.prepare import prepare
+from rils_bench.models.pretrained import load_pretrained
+from rils_bench.train.runner import finalize_schedule, load_config, run_pretrain
+
+CONFIGS = "configs/pretrain"
+METHOD_CONFIGS = {
+    "rils": "rils_vit-tiny-p8_builtin.py",
+    "clip": "clip_vit-tiny-p8_builtin.py",
+    "mae": "mae_vit-tiny-p8_builtin.py",
+    "mae_clip": "mae-clip_vit-tiny-p8_builtin.py",
+}
+
+
+@pytest.fixture(scope="session")
+def shapes_table(tmp_path_factory):
+    root = prepare("shapes", root=tmp_path_factory.mktemp("data"))
+    return root / "imagetext" / "train.csv"
+
+
+def tiny_options(table, max_iters=2, **extra):
+    """The real configs, shrunk: the unit-test model, the shapes table, a few iterations, no workers."""
+    return {
+        "model.arch": "rils_vit_test_patch8",
+        "train_dataloader.dataset": dict(_delete_=True, type="ImageTextPairs", table=str(table), image_size=32),
+        "train_dataloader.batch_size": 4,
+        "train_dataloader.num_workers": 0,
+        "train_dataloader.persistent_workers": False,
+        "train_cfg.max_iters": max_iters,
+        "default_hooks.logger.interval": 1,
+        **extra,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(METHOD_CONFIGS))
+def test_every_method_trains_from_its_config_and_exports(method, shapes_table, tmp_path):
+    export = run_pretrain(
+        config=f"{CONFIGS}/{METHOD_CONFIGS[method]}", work_dir=tmp_path, cfg_options=tiny_options(shapes_table, 3)
+    )
+    raw = torch.load(export, map_location="cpu", weights_only=True)  # tensor-only, as promised
+    meta = raw["meta"]
+    assert meta["method"] == method and meta["steps"] == 3 and meta["seed"] == 0
+    assert meta["model_config"]["name"] == "rils_vit_test_patch8"
+    assert meta["git_sha"] and "train_cfg" in meta["config"]
+    assert any(k.startswith("encoder.visual.blocks.0.") for k in raw["state_dict"])
+    assert all(torch.isfinite(v).all() for v in raw["state_dict"].values())
+
+    encoder, info = load_pretrained(export)
+    assert info.method == method and info.steps == 3 and len(info.sha256) == 64
+    images = torch.randn(2, 3, 32, 32)
+    weights = {k.removeprefix("encoder."): v for k, v in load_checkpoint(export)["state_dict"].items()}
+    assert torch.equal(encoder.visual.blocks[0].attn.qkv.weight, weights["visual.blocks.0.attn.qkv.weight"])
+    assert encoder.forward_features(images).shape == (2, 1 + 16, 32)
+
+
+class _Kill(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_equals_an_uninterrupted_run(shapes_table, tmp_path):
+    from mmengine.hooks import Hook
+    from mmengine.registry import HOOKS
+
+    @HOOKS.register_module(force=True)
+    class KillAfter(Hook):  # runs after the checkpoint hook has saved iteration 3
+        priority = "LOWEST"
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if runner.iter + 1 == 3:
+                raise _Kill
+
+    config = f"{CONFIGS}/{METHOD_CONFIGS['rils']}"
+    opts = tiny_options(shapes_table, 6, **{"default_hooks.checkpoint.interval": 3})
+    straight = run_pretrain(config=config, work_dir=tmp_path / "straight", cfg_options=opts)
+
+    killed_opts = {**opts, "custom_hooks": [*Config.fromfile(config).custom_hooks, dict(type="KillAfter")]}
+    with pytest.raises(_Kill):
+        run_pretrain(config=config, work_dir=tmp_path / "resumed", cfg_options=killed_opts)
+    assert not (tmp_path / "resumed" / "export").exists()
+    resumed = run_pretrain(config=config, work_dir=tmp_path / "resumed", cfg_options=opts, resume=True)
+
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    assert b["meta"]["steps"] == 6
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        torch.testing.assert_close(b["state_dict"][key], a["state_dict"][key], rtol=0, atol=0, msg=key)
+
+
+def test_schedule_is_derived_from_max_iters():
+    cfg = load_config(f"{CONFIGS}/{METHOD_CONFIGS['rils']}", cfg_options={"train_cfg.max_iters": 1000})
+    warm, decay = cfg.param_scheduler
+    assert (warm.begin, warm.end) == (0, 50)  # warmup_ratio 0.05
+    assert (decay.begin, decay.end, decay.T_max) == (50, 1000, 950)
+
+    cfg.train_cfg.max_iters = 2
+    with pytest.raises(Exception, match="no iterations after"):
+        finalize_schedule(cfg)
+
+
+def test_weight_decay_spares_norms_biases_tokens_and_logit_scale(tmp_path):
+    from mmengine.optim import build_optim_wrapper
+
+    from rils_bench.train.model import PretrainModel
+
+    cfg = Config.fromfile(f"{CONFIGS}/{METHOD_CONFIGS['rils']}")
+    model = PretrainModel(method="rils", arch="rils_vit_test_patch8")
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    decay = {id(p): g["weight_decay"] for g in wrapper.optimizer.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    for name, param in named.items():
+        no_decay = param.ndim < 2 or any(k in name for k in ("cls_token", "mask_token", "positional_embedding"))
+        assert (decay[id(param)] == 0.0) == no_decay, name
+    assert (
+        decay[id(named["method.encoder.visual.blocks.0.attn.qkv.weight"])] == cfg.optim_wrapper.optimizer.weight_decay
+    )
