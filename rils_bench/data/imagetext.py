@@ -1,0 +1,96 @@
+"""Readers of image-text pairs, the built-in sets and a user's own alike: a CSV/TSV table or WebDataset shards.
+
+Both yield `(image, caption)`: a PIL RGB image (or whatever `transform` makes of it) and a string.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from torch.utils.data import Dataset
+
+from rils_bench.errors import UserError
+
+Transform = Callable[[Image.Image], Any]
+IMAGE_EXTENSIONS = "png;jpg;jpeg;webp"  # the WebDataset member suffixes taken as the image, first found wins
+
+
+class ImageTextTable(Dataset):
+    """Map-style dataset over a CSV (`.csv`) or TSV (`.tsv`) with a header naming its columns.
+
+    `filepath` values are absolute or relative to the table's folder; other columns are ignored. Images
+    are opened when an item is read, so building the dataset touches only the table.
+
+    Raises:
+        UserError: at construction, when the table is missing or lacks a column; when an item is read,
+            when its image file is missing or cannot be decoded (the message names the file and row).
+    """
+
+    def __init__(
+        self,
+        table: str | Path,
+        transform: Transform | None = None,
+        *,
+        image_column: str = "filepath",
+        caption_column: str = "caption",
+    ) -> None:
+        table = Path(table)
+        if not table.is_file():
+            raise UserError(f"image-text table not found: {table}")
+        with open(table, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, delimiter="\t" if table.suffix == ".tsv" else ",")
+            missing = {image_column, caption_column} - set(reader.fieldnames or ())
+            if missing:
+                raise UserError(f"{table}: no column(s) {sorted(missing)}; the header has {reader.fieldnames}")
+            rows = [(row[image_column], row[caption_column]) for row in reader]
+        self.table = table
+        self.paths = [table.parent / path for path, _ in rows]  # an absolute path stays as it is
+        self.captions = [caption for _, caption in rows]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Any, str]:
+        path = self.paths[index]
+        where = f"row {index + 1} of {self.table}"
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")  # decodes now, so a truncated file fails here, not in the model
+        except FileNotFoundError:
+            raise UserError(f"image file not found: {path} ({where})") from None
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise UserError(f"cannot decode image {path} ({where}): {err}") from err
+        return (self.transform(rgb) if self.transform else rgb), self.captions[index]
+
+
+def _identity(x: Any) -> Any:  # a named function, not a lambda: dataloader workers may need to pickle it
+    return x
+
+
+def webdataset_pairs(
+    urls: str | Path | Sequence[str | Path],
+    transform: Transform | None = None,
+    *,
+    shard_shuffle: int = 0,
+    seed: int | None = None,
+) -> Any:
+    """An iterable dataset of `(image, caption)` from WebDataset tar shards (an image member + `.txt`).
+
+    `urls` is a shard path, a brace pattern (`shards/train-{000000..000011}.tar`) or a list of paths.
+    Shards are split across distributed ranks and dataloader workers. `shard_shuffle` > 0 shuffles the
+    shard order through a buffer of that many shards (seeded by `seed`); 0 keeps the order given.
+    Sample-level shuffling is left to the caller (e.g. `.shuffle(1000)` on the result, which is a
+    `webdataset.WebDataset` pipeline that further stages can be chained onto).
+    """
+    import webdataset as wds
+
+    shards = [str(u) for u in urls] if isinstance(urls, Sequence) and not isinstance(urls, str) else str(urls)
+    dataset = wds.WebDataset(
+        shards, shardshuffle=shard_shuffle or False, nodesplitter=wds.split_by_node, empty_check=False, seed=seed
+    )
+    return dataset.decode("pil").to_tuple(IMAGE_EXTENSIONS, "txt").map_tuple(transform or _identity, _identity)
