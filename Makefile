@@ -13,7 +13,9 @@ WHEELHOUSE ?= $(HOME)/.cache/rils_bench/wheels
 STAMP      := $(VENV)/.setup-stamp
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup data test lint format clean
+PRETRAIN_CONFIG ?= configs/pretrain/rils_vit-tiny-p8_builtin.py
+
+.PHONY: help setup data pretrain test lint format clean
 
 help:  ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,6 +35,9 @@ $(STAMP): pyproject.toml $(CONSTRAINT) tools/build_mmcv.sh
 
 data: setup  ## prepare every built-in dataset (sha256-verified downloads) under RILS_BENCH_DATA (default ~/.cache/rils_bench/data)
 	$(VENV)/bin/rils-bench data prepare all
+
+pretrain: setup  ## pre-train RILS ViT-tiny on the built-in image-text pairs (CPU, <15 min); prints the checkpoint path
+	$(VENV)/bin/rils-bench pretrain $(PRETRAIN_CONFIG) $(if $(WORK_DIR),--work-dir $(WORK_DIR))
 
 test: setup  ## run the whole test suite, slow tests included (what CI runs)
 	$(PY) -m pytest -q

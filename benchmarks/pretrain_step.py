@@ -1,0 +1,171 @@
+"""Speed and memory of one pre-training step (forward + backward + AdamW) per method and size, on this machine.
+
+Each measurement runs in a fresh process (peak RSS is per process). Also measures a plain eager reference of
+the RILS step - the same weights and loss, but attention written out as matmul + softmax (no SDPA) in both the
+image and the text towers - and checks that it gives the identical loss.
+
+    .venv/bin/python benchmarks/pretrain_step.py            # prints a table, writes benchmarks/results/pretrain_step.json
+
+Targets (issue 4): RILS step >= 1.5x the eager reference; RILS step <= 1.3x the cost of our CLIP step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OUT = Path(__file__).with_name("results") / "pretrain_step.json"
+CASES = [  # (method, arch, batch)
+    ("rils", "rils_vit_tiny_patch8", 64),
+    ("rils_eager_reference", "rils_vit_tiny_patch8", 64),
+    ("clip", "rils_vit_tiny_patch8", 64),
+    ("mae", "rils_vit_tiny_patch8", 64),
+    ("mae_clip", "rils_vit_tiny_patch8", 64),
+    ("rils", "rils_vit_base_patch16", 8),
+    ("rils_eager_reference", "rils_vit_base_patch16", 8),
+    ("clip", "rils_vit_base_patch16", 8),
+    ("mae", "rils_vit_base_patch16", 8),
+    ("mae_clip", "rils_vit_base_patch16", 8),
+]
+
+
+class EagerTextAttention(nn.Module):
+    """nn.MultiheadAttention's math written out (same weights): the reference's text attention, no SDPA."""
+
+    def __init__(self, mha: nn.MultiheadAttention) -> None:
+        super().__init__()
+        self.mha = mha
+
+    def forward(self, q, k, v, need_weights=False, attn_mask=None, key_padding_mask=None):
+        del k, v, need_weights, key_padding_mask  # self-attention only, as open_clip's text tower uses it
+        b, n, d = q.shape  # batch_first
+        heads = self.mha.num_heads
+        qkv = F.linear(q, self.mha.in_proj_weight, self.mha.in_proj_bias).view(b, n, 3, heads, d // heads)
+        q_, k_, v_ = qkv.permute(2, 0, 3, 1, 4)  # [B, H, N, d]
+        scores = q_ @ k_.transpose(-2, -1) / (d // heads) ** 0.5
+        if attn_mask is not None:
+            scores = scores + attn_mask
+        out = (scores.softmax(-1) @ v_).transpose(1, 2).reshape(b, n, d)
+        return self.mha.out_proj(out), None
+
+
+def make_eager(method: nn.Module) -> nn.Module:
+    """Switch every attention of `method` to plain eager math, weights untouched."""
+    swaps = []
+    for module in method.modules():
+        if hasattr(module, "fused_attn"):  # timm Attention
+            module.fused_attn = False
+        swaps += [
+            (module, name, child) for name, child in module.named_children() if isinstance(child, nn.MultiheadAttention)
+        ]
+    for module, name, child in swaps:  # after the walk: replacing while walking would revisit the new module
+        setattr(module, name, EagerTextAttention(child))
+    return method
+
+
+def measure_one(method_name: str, arch: str, batch: int, steps: int) -> dict:
+    from rils_bench.methods import build_method
+    from rils_bench.models.text import tokenize
+
+    torch.manual_seed(0)
+    base = "rils" if method_name == "rils_eager_reference" else method_name
+    method = build_method(base, arch)
+    if method_name == "rils_eager_reference":
+        method = make_eager(method)
+    config = method.encoder.config
+    images = torch.randn(batch, 3, config["img_size"], config["img_size"])
+    tokens = tokenize([f"a photo of thing number {i}" for i in range(batch)], config["context_length"])
+    noise = torch.rand(batch, method.encoder.visual.num_patches, generator=torch.Generator().manual_seed(1))
+    optimizer = torch.optim.AdamW(method.parameters(), lr=1e-4)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times, first_loss = [], None
+    for i in range(steps + 2):  # two warm-up steps
+        start = time.perf_counter()
+        losses = method(images, tokens, mask_noise=noise)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        optimizer.step()
+        if i == 0:
+            first_loss = float(losses["loss"].detach())
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    step = statistics.median(times)
+    return {
+        "method": method_name,
+        "arch": arch,
+        "batch": batch,
+        "step_s": step,
+        "img_per_s": batch / step,
+        "first_loss": first_loss,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "step_rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024,
+    }
+
+
+def fp32_gflops() -> float:
+    """This machine's fp32 matmul rate (2048^2), the physical limit the step times are read against."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    return 5 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--one", nargs=3, metavar=("METHOD", "ARCH", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure_one(args.one[0], args.one[1], int(args.one[2]), args.steps)))
+        return
+
+    rows = []
+    for method, arch, batch in CASES:
+        cmd = [sys.executable, __file__, "--steps", str(args.steps), "--one", method, arch, str(batch)]
+        row = json.loads(
+            subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        )
+        rows.append(row)
+        print(f"{method:22s} {arch:24s} b={batch:3d}  {row['img_per_s']:7.1f} img/s  step {row['step_s']:.3f} s  "
+              f"peak RSS {row['peak_rss_mb']:.0f} MB  loss {row['first_loss']:.5f}", flush=True)  # fmt: skip
+
+    by = {(r["method"], r["arch"]): r for r in rows}
+    summary = {}
+    for arch in sorted({r["arch"] for r in rows}):
+        rils, eager, clip = by[("rils", arch)], by[("rils_eager_reference", arch)], by[("clip", arch)]
+        summary[arch] = {
+            "rils_speedup_vs_eager_reference": eager["step_s"] / rils["step_s"],
+            "rils_cost_vs_clip": rils["step_s"] / clip["step_s"],
+            "identical_loss": abs(rils["first_loss"] - eager["first_loss"]) < 1e-4 * max(1.0, abs(rils["first_loss"])),
+        }
+        print(f"{arch}: RILS {summary[arch]['rils_speedup_vs_eager_reference']:.2f}x the eager reference (target >= 1.5), "
+              f"{summary[arch]['rils_cost_vs_clip']:.2f}x the CLIP step (target <= 1.3), "
+              f"same loss: {summary[arch]['identical_loss']}")  # fmt: skip
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "fp32_matmul_gflops": fp32_gflops(),
+        "steps_timed": args.steps,
+        "rows": rows,
+        "summary": summary,
+    }
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"fp32 matmul: {result['fp32_matmul_gflops']:.0f} GFLOP/s; written {OUT}")
+
+
+if __name__ == "__main__":
+    main()
