@@ -12,61 +12,71 @@
 # Run: torchrun --nproc_per_node=8 -m rils_bench.cli dense --task coco --ckpt CKPT --config <this file> \
 #        --data-root /path/to/coco/ --launcher pytorch
 _base_ = [
-    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
-    'mmdet::common/lsj-100e_coco-instance.py',
+    "mmdet::_base_/models/mask-rcnn_r50_fpn.py",
+    "mmdet::common/lsj-100e_coco-instance.py",
 ]
-custom_imports = dict(imports=['rils_bench.adapters.mmdet'], allow_failed_imports=False)
+custom_imports = dict(imports=["rils_bench.adapters.mmdet"], allow_failed_imports=False)
 
-dataset_name = 'coco'  # the record's dataset; `rils-bench dense` fits the model to the checkpoint's size
-arch = 'rils_vit_base_patch16'
-data_root = '{{$DATA_ROOT:data/coco/}}'
+dataset_name = "coco"  # the record's dataset; `rils-bench dense` fits the model to the checkpoint's size
+arch = "rils_vit_base_patch16"
+data_root = "{{$DATA_ROOT:data/coco/}}"
 image_size = (1024, 1024)
-head_norm = dict(type='LN2d', requires_grad=True)
+head_norm = dict(type="LN2d", requires_grad=True)
 
 model = dict(
-    data_preprocessor=dict(batch_augments=[dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
+    data_preprocessor=dict(batch_augments=[dict(type="BatchFixedSizePad", size=image_size, pad_mask=True)]),
     backbone=dict(
         _delete_=True,
-        type='RILSViT',
+        type="RILSViT",
         arch=arch,
         img_size=image_size[0],
-        out_indices='last',
+        out_indices="last",
         final_norm=False,
         with_cls_token=False,
-        window_size='auto',
-        global_indices='auto',
+        window_size="auto",
+        global_indices="auto",
         use_rel_pos=True,
         drop_path_rate=0.1,
         init_cfg=None,  # `rils-bench dense` sets dict(type='Pretrained', checkpoint=<converted backbone>)
     ),
-    neck=dict(_delete_=True, type='SimpleFeaturePyramid', in_channels=768, out_channels=256, backbone_stride=16,
-              strides=(4, 8, 16, 32), num_outs=5),
+    neck=dict(
+        _delete_=True,
+        type="SimpleFeaturePyramid",
+        in_channels=768,
+        out_channels=256,
+        backbone_stride=16,
+        strides=(4, 8, 16, 32),
+        num_outs=5,
+    ),
     rpn_head=dict(num_convs=2),
     roi_head=dict(
-        bbox_head=dict(type='Shared4Conv1FCBBoxHead', conv_out_channels=256, norm_cfg=head_norm),
-        mask_head=dict(norm_cfg=head_norm)))
+        bbox_head=dict(type="Shared4Conv1FCBBoxHead", conv_out_channels=256, norm_cfg=head_norm),
+        mask_head=dict(norm_cfg=head_norm),
+    ),
+)
 
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type="LoadImageFromFile"),
+    dict(type="Resize", scale=image_size, keep_ratio=True),
     # Pad to the training canvas, so that every patch has the position embedding it was trained with.
-    dict(type='Pad', size=image_size, pad_val=dict(img=(104, 116, 124))),  # the mean colour, BGR as loaded
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+    dict(type="Pad", size=image_size, pad_val=dict(img=(104, 116, 124))),  # the mean colour, BGR as loaded
+    dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
+    dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")),
 ]
 train_dataloader = dict(batch_size=4, num_workers=4, dataset=dict(dataset=dict(data_root=data_root)))
 val_dataloader = dict(dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+val_evaluator = dict(ann_file=data_root + "annotations/instances_val2017.json")
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(
     _delete_=True,
-    type='AmpOptimWrapper',  # `rils-bench dense` switches to OptimWrapper (fp32) on CPU
-    constructor='LayerDecayOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
-    paramwise_cfg=dict(layer_decay_rate=0.7))
+    type="AmpOptimWrapper",  # `rils-bench dense` switches to OptimWrapper (fp32) on CPU
+    constructor="LayerDecayOptimWrapperConstructor",
+    optimizer=dict(type="AdamW", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1),
+    paramwise_cfg=dict(layer_decay_rate=0.7),
+)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=250),
-    dict(type='MultiStepLR', by_epoch=True, begin=0, end={{_base_.max_epochs}}, milestones=[22, 24], gamma=0.1),
+    dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=250),
+    dict(type="MultiStepLR", by_epoch=True, begin=0, end={{_base_.max_epochs}}, milestones=[22, 24], gamma=0.1),
 ]

@@ -11,16 +11,16 @@
 # Run: torchrun --nproc_per_node=8 -m rils_bench.cli dense --task ade --ckpt CKPT --config <this file> \
 #        --data-root /path/to/ADEChallengeData2016/ --launcher pytorch
 _base_ = [
-    'mmseg::_base_/models/upernet_vit-b16_ln_mln.py',
-    'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_160k.py',
+    "mmseg::_base_/models/upernet_vit-b16_ln_mln.py",
+    "mmseg::_base_/datasets/ade20k.py",
+    "mmseg::_base_/default_runtime.py",
+    "mmseg::_base_/schedules/schedule_160k.py",
 ]
-custom_imports = dict(imports=['rils_bench.adapters.mmseg'], allow_failed_imports=False)
+custom_imports = dict(imports=["rils_bench.adapters.mmseg"], allow_failed_imports=False)
 
-dataset_name = 'ade20k'  # the record's dataset; `rils-bench dense` fits the model to the checkpoint's size
-arch = 'rils_vit_base_patch16'
-data_root = '{{$DATA_ROOT:data/ade/ADEChallengeData2016/}}'
+dataset_name = "ade20k"  # the record's dataset; `rils-bench dense` fits the model to the checkpoint's size
+arch = "rils_vit_base_patch16"
+data_root = "{{$DATA_ROOT:data/ade/ADEChallengeData2016/}}"
 crop_size = (512, 512)
 max_iters = 160000
 warmup_iters = 1500
@@ -30,10 +30,10 @@ model = dict(
     pretrained=None,
     backbone=dict(
         _delete_=True,
-        type='RILSViT',
+        type="RILSViT",
         arch=arch,
         img_size=crop_size[0],
-        out_indices='uper',
+        out_indices="uper",
         final_norm=True,
         with_cls_token=True,
         drop_path_rate=0.1,
@@ -42,7 +42,8 @@ model = dict(
     neck=dict(in_channels=[768] * 4, out_channels=768, scales=[4, 2, 1, 0.5]),
     decode_head=dict(in_channels=[768] * 4, channels=768, num_classes=150),
     auxiliary_head=dict(in_channels=768, num_classes=150),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
+    test_cfg=dict(mode="slide", crop_size=crop_size, stride=(341, 341)),
+)
 
 train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))
 val_dataloader = dict(batch_size=1, dataset=dict(data_root=data_root))
@@ -50,12 +51,13 @@ test_dataloader = val_dataloader
 
 optim_wrapper = dict(
     _delete_=True,
-    type='AmpOptimWrapper',  # `rils-bench dense` switches to OptimWrapper (fp32) on CPU
-    constructor='LayerDecayOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(layer_decay_rate=0.65))
+    type="AmpOptimWrapper",  # `rils-bench dense` switches to OptimWrapper (fp32) on CPU
+    constructor="LayerDecayOptimWrapperConstructor",
+    optimizer=dict(type="AdamW", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=dict(layer_decay_rate=0.65),
+)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=warmup_iters),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=warmup_iters, end=max_iters),
+    dict(type="LinearLR", start_factor=1e-6, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type="PolyLR", eta_min=0.0, power=1.0, by_epoch=False, begin=warmup_iters, end=max_iters),
 ]
 train_cfg = dict(max_iters=max_iters)
