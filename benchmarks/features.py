@@ -19,6 +19,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def timm_twin(encoder: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def naive_loop(model: torch.nn.Module, paths: list[Path], transform) -> np.ndarray:  # noqa: ANN001
+def naive_loop(model: torch.nn.Module, paths: list[Path], transform: Callable) -> np.ndarray:
     """The baseline: one image at a time, eager, no DataLoader; the mean of the patch tokens (our `gap`)."""
     rows = []
     with torch.no_grad():

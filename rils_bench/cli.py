@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from rils_bench import __version__, compat
 from rils_bench.errors import UserError
+from rils_bench.eval.commands import add_commands as add_eval_commands
 
 
 def _cmd_env(_: argparse.Namespace) -> int:
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     env.set_defaults(func=_cmd_env)
     _add_data_commands(sub)
     _add_pretrain_command(sub)
+    add_eval_commands(sub)
     return parser
 
 

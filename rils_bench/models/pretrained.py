@@ -66,7 +66,8 @@ def load_pretrained(
     weights = _timm_state_dict(payload)
     if weights is None:
         raise CheckpointError(
-            f"{spec} is neither a rils-bench checkpoint (format {FORMAT!r}) nor a timm ViT state dict"
+            f"{spec} is neither a rils-bench checkpoint nor a timm ViT state dict (no format {FORMAT!r}, no "
+            "'patch_embed.proj.weight' and 'cls_token')"
         )
     return _from_timm(spec, weights, arch)
 
@@ -82,7 +83,10 @@ def _load_tensor_file(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises pickle, zip and unpickler errors of many types
-        raise CheckpointError(f"{path} is not a tensor-only checkpoint ({type(err).__name__})") from err
+        raise CheckpointError(
+            f"{path} is neither a rils-bench checkpoint nor a timm ViT state dict "
+            f"(not a tensor-only torch file: {type(err).__name__})"
+        ) from err
 
 
 def _load_strict(encoder: ImageTextEncoder, state: dict[str, torch.Tensor], spec: str, name: str) -> None:

@@ -1,0 +1,159 @@
+"""The evaluation subcommands of `rils-bench`: fewshot, linear, zeroshot, knn, retrieval, table.
+
+Thin: each parses its flags and calls one keyword-only `run_*` function. Bad input raises `UserError` (the CLI
+prints one line and exits with 2) before any feature is computed or any file written.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `fewshot`, `linear`, `zeroshot`, `knn`, `retrieval` and `table` to the CLI's subparsers."""
+    few = _eval_parser(subparsers, "fewshot", "k-shot logistic-regression probe, mean ± std over seeds", features=True)
+    few.add_argument("--shots", default="1,2,4,8,16", help="comma-separated k values (default 1,2,4,8,16)")
+    few.add_argument("--seeds", type=int, default=5, help="number of sampling seeds, 0..N-1 (default 5)")
+    few.set_defaults(func=_cmd_fewshot)
+
+    lin = _eval_parser(subparsers, "linear", "linear probe on all of train, C chosen on 10 %% of train", features=True)
+    lin.add_argument(
+        "--classifier",
+        choices=("logreg", "sgd"),
+        default="logreg",
+        help="logreg: L-BFGS logistic regression (default); sgd: SGD linear head, for ImageNet-size sets",
+    )
+    lin.add_argument("--epochs", type=int, default=30, help="SGD head epochs (default 30)")
+    lin.add_argument("--seed", type=int, default=0, help="seed of the held-out split and the SGD head (default 0)")
+    lin.set_defaults(func=_cmd_linear)
+
+    zero = _eval_parser(subparsers, "zeroshot", "zero-shot classification with class-name prompt ensembles")
+    zero.add_argument(
+        "--templates",
+        choices=("auto", "openai", "simple"),
+        default="auto",
+        help="prompt templates: the dataset's own short set or CLIP's 80 (auto, default), openai, simple",
+    )
+    zero.set_defaults(func=_cmd_zeroshot)
+
+    knn = _eval_parser(subparsers, "knn", "weighted cosine kNN (DINO: k=20, T=0.07)", features=True)
+    knn.add_argument("--k", type=int, default=20, help="neighbours (default 20)")
+    knn.add_argument("--temperature", type=float, default=0.07, help="vote weight exp(sim / T) (default 0.07)")
+    knn.set_defaults(func=_cmd_knn)
+
+    ret = _eval_parser(subparsers, "retrieval", "image->text and text->image Recall@1/5/10", dataset="retrieval")
+    ret.set_defaults(func=_cmd_retrieval)
+
+    table = subparsers.add_parser("table", help="build results/*.md, *.csv, fewshot.png and README.md from records")
+    table.add_argument(
+        "--records", type=Path, default=None, help="records folder (default $RILS_BENCH_RECORDS or results/records)"
+    )
+    table.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results)")
+    table.set_defaults(func=_cmd_table)
+
+
+def _eval_parser(
+    subparsers: argparse._SubParsersAction, name: str, help_text: str, *, features: bool = False, dataset: str = ""
+) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument(
+        "--ckpt", required=True, help="an exported rils-bench checkpoint, random:<arch>, or a timm ViT state dict"
+    )
+    if dataset:
+        parser.add_argument("--dataset", default=dataset, help=f"built-in name or csv:PATH (default {dataset})")
+    else:
+        parser.add_argument("--dataset", required=True, help="a built-in set (fashion-mnist, ...) or imagefolder:PATH")
+    if features:
+        parser.add_argument(
+            "--feature",
+            choices=("gap", "cls"),
+            default="gap",
+            help="mean of the patch tokens (default: what pre-training pools) or the cls token",
+        )
+    parser.add_argument("--arch", default=None, help="registered size to use for a timm state dict (default: inferred)")
+    parser.add_argument("--batch-size", type=int, default=256, help="feature extraction batch size (default 256)")
+    parser.add_argument("--workers", type=int, default=None, help="data loader workers (default: by device)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--records", type=Path, default=None, help="records folder (default $RILS_BENCH_RECORDS or results/records)"
+    )
+    return parser
+
+
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    from rils_bench.eval.features import ExtractOptions  # imported when a command runs: keeps `--help` fast
+
+    options = ExtractOptions(batch_size=args.batch_size, num_workers=args.workers, device=args.device)
+    return {"ckpt": args.ckpt, "dataset": args.dataset, "arch": args.arch, "options": options, "records": args.records}
+
+
+def _report(records: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    from rils_bench.report.record import records_dir
+
+    print(f"wrote {len(records)} record(s) under {args.records or records_dir()}")
+
+
+def _cmd_fewshot(args: argparse.Namespace) -> int:
+    from rils_bench.eval.fewshot import format_fewshot, parse_shots, run_fewshot
+
+    shots = parse_shots(args.shots)
+    records = run_fewshot(shots=shots, seeds=args.seeds, feature=args.feature, **_common(args))
+    print(format_fewshot(records))
+    _report(records, args)
+    return 0
+
+
+def _cmd_linear(args: argparse.Namespace) -> int:
+    from rils_bench.eval.linear import run_linear
+
+    record = run_linear(
+        feature=args.feature, classifier=args.classifier, epochs=args.epochs, seed=args.seed, **_common(args)
+    )
+    print(
+        f"linear ({args.classifier}, {args.feature}) top-1 on {record['dataset']} val: {record['metrics']['top1']:.2f}%"
+    )
+    _report([record], args)
+    return 0
+
+
+def _cmd_zeroshot(args: argparse.Namespace) -> int:
+    from rils_bench.eval.zeroshot import run_zeroshot
+
+    record = run_zeroshot(templates=args.templates, **_common(args))
+    metrics = ", ".join(f"{k} {v:.2f}%" for k, v in record["metrics"].items())
+    print(f"zero-shot on {record['dataset']} val ({record['hyperparameters']['templates']} templates): {metrics}")
+    _report([record], args)
+    return 0
+
+
+def _cmd_knn(args: argparse.Namespace) -> int:
+    from rils_bench.eval.knn import run_knn
+
+    record = run_knn(feature=args.feature, k=args.k, temperature=args.temperature, **_common(args))
+    metrics = ", ".join(f"{k} {v:.2f}%" for k, v in record["metrics"].items())
+    print(f"kNN (k={args.k}, T={args.temperature:g}, {args.feature}) on {record['dataset']} val: {metrics}")
+    _report([record], args)
+    return 0
+
+
+def _cmd_retrieval(args: argparse.Namespace) -> int:
+    from rils_bench.eval.retrieval import run_retrieval
+
+    records = run_retrieval(**_common(args))
+    for record in records:
+        print(
+            f"{record['dataset']} ({record['config']['n_pairs']} pairs): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in record["metrics"].items())
+        )
+    _report(records, args)
+    return 0
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from rils_bench.report.tables import build_tables
+
+    for path in build_tables(records=args.records, out=args.out):
+        print(path)
+    return 0

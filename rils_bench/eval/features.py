@@ -1,0 +1,244 @@
+"""Batched feature extraction with a disk cache keyed by a hash of every input.
+
+One function serves every harness: `extract_features(encoder, info, images, ...)` runs the encoder's evaluation
+interface over image files in batches under `torch.inference_mode()` and caches the `[N, D]` float32 result.
+The cache key is a sha256 over the checkpoint's sha256 (or its `random:` spec and seed), the dataset's content
+hash, the split, the transform description, the feature type and, for a subset, the indices: change any of them
+and the features are computed again; change nothing and they are read back.
+
+Feature types:
+- `gap`: mean of the final-normed patch tokens (cls excluded), unprojected `[N, width]`; what RILS, CLIP and
+  MAE+CLIP pool during pre-training, so the default.
+- `cls`: the final-normed cls token `[N, width]`.
+- `embed`: `encode_image`, the pooled tokens projected into the joint image-text space `[N, embed_dim]` (not
+  normalised); zero-shot and retrieval use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from rils_bench.fileio import atomic_write
+from rils_bench.models.pretrained import PretrainedInfo
+from rils_bench.models.registry import ImageTextEncoder
+
+FEATURE_TYPES = ("gap", "cls", "embed")
+CACHE_VERSION = 1  # bump when what a cached file holds changes meaning
+
+
+def cache_root() -> Path:
+    """`$RILS_BENCH_FEATURES`, default `~/.cache/rils_bench/features`."""
+    return Path(os.environ.get("RILS_BENCH_FEATURES", Path.home() / ".cache" / "rils_bench" / "features"))
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """`name`, or CUDA when there is one, else the CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def eval_transform(img_size: int) -> tuple[v2.Compose, str]:
+    """The evaluation transform and its description (part of the cache key).
+
+    Any image -> RGB (gray is repeated), bicubic resize of the short side to `img_size`, centre crop, CLIP's
+    mean/std: the normalisation pre-training uses. Built-in images are 28 or 64 px, so this mostly upsamples.
+    """
+    transform = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(img_size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+            v2.CenterCrop(img_size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),
+        ]
+    )
+    return transform, f"rgb|resize{img_size}-bicubic-aa|centercrop{img_size}|openai-mean-std"
+
+
+class ImageFiles(Dataset):
+    """Image files -> transformed `[3, H, W]` tensors, in the given order."""
+
+    def __init__(self, paths: Sequence[Path], transform: v2.Compose) -> None:
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        with Image.open(self.paths[index]) as image:
+            return self.transform(image.convert("RGB"))
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How to run extraction (none of these change the features, so none is part of the cache key)."""
+
+    batch_size: int = 256
+    num_workers: int | None = None  # None: `default_workers(device)`
+    device: str | None = None  # None: CUDA when there is one, else the CPU
+    cache: Path | None = None  # None: `cache_root()`
+    progress: bool = True
+
+
+@dataclass
+class Features:
+    """Extracted features: `features[i]` belongs to the i-th requested image."""
+
+    features: np.ndarray  # [N, D] float32
+    path: Path  # the cache file they were read from or written to
+    cached: bool  # True when read back from the cache, False when computed now
+
+
+def checkpoint_identity(info: PretrainedInfo) -> str:
+    """The checkpoint's part of a cache key: its file's sha256, or for `random:<arch>` the spec and seed."""
+    return info.sha256 or f"{info.spec}#seed={info.seed}"
+
+
+def cache_key(
+    *,
+    checkpoint: str,
+    dataset_sha256: str,
+    split: str,
+    transform: str,
+    feature: str,
+    indices: np.ndarray | None = None,
+) -> str:
+    """sha256 over every input that changes the features; `indices` (a subset, in order) only when given."""
+    inputs = {
+        "version": CACHE_VERSION,
+        "checkpoint": checkpoint,
+        "dataset": dataset_sha256,
+        "split": split,
+        "transform": transform,
+        "feature": feature,
+    }
+    if indices is not None:
+        inputs["indices"] = hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def extract_features(
+    encoder: ImageTextEncoder,
+    info: PretrainedInfo,
+    paths: Sequence[Path],
+    *,
+    dataset_sha256: str,
+    split: str,
+    feature: str = "gap",
+    indices: np.ndarray | None = None,
+    options: ExtractOptions | None = None,
+) -> Features:
+    """Features of `paths` (or of `paths[indices]`), read from the cache when every input is unchanged.
+
+    A subset is sliced from a cached full split when one exists, so a linear probe's features serve a later
+    few-shot run. `paths` must be the split's full, ordered file list: the cache key names the split, not files.
+    """
+    if feature not in FEATURE_TYPES:
+        raise ValueError(f"unknown feature type {feature!r}; known: {FEATURE_TYPES}")
+    transform, description = eval_transform(encoder.config["img_size"])
+    key_args = dict(
+        checkpoint=checkpoint_identity(info),
+        dataset_sha256=dataset_sha256,
+        split=split,
+        transform=description,
+        feature=feature,
+    )
+    options = options or ExtractOptions()
+    root = options.cache or cache_root()
+    full = root / f"{cache_key(**key_args)}.npz"
+    target = full if indices is None else root / f"{cache_key(**key_args, indices=indices)}.npz"
+    wanted = len(paths) if indices is None else len(indices)
+    for candidate in dict.fromkeys([target, full]):
+        stored = _read_cache(candidate)
+        if stored is not None and candidate == target and len(stored) == wanted:
+            return Features(stored, candidate, cached=True)
+        if stored is not None and candidate == full and len(stored) == len(paths):
+            return Features(stored[indices], candidate, cached=True)
+    selected = list(paths) if indices is None else [paths[int(i)] for i in indices]
+    values = compute_features(
+        encoder,
+        selected,
+        transform=transform,
+        feature=feature,
+        batch_size=options.batch_size,
+        num_workers=options.num_workers,
+        device=options.device,
+        progress=options.progress,
+        desc=f"{split} features",
+    )
+    with atomic_write(target) as f:
+        np.savez(f, features=values, inputs=np.asarray(json.dumps(key_args, sort_keys=True)))
+    return Features(values, target, cached=False)
+
+
+def _read_cache(path: Path) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return stored["features"]
+    except (OSError, ValueError, KeyError):  # a corrupt or foreign file: recompute and overwrite it
+        return None
+
+
+def default_workers(device: torch.device) -> int:
+    """DataLoader workers: decoding small PNGs is cheap next to a ViT on the CPU, so one helper there."""
+    cpus = os.cpu_count() or 1
+    return min(8, cpus - 1) if device.type == "cuda" else min(1, cpus - 1)
+
+
+@torch.inference_mode()
+def compute_features(
+    encoder: ImageTextEncoder,
+    paths: Sequence[Path],
+    *,
+    transform: v2.Compose,
+    feature: str = "gap",
+    batch_size: int = 256,
+    num_workers: int | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    desc: str = "features",
+) -> np.ndarray:
+    """Run the encoder over `paths` in batches (no cache): `[N, D]` float32, rows in the order of `paths`."""
+    device = pick_device(str(device) if device is not None else None)
+    workers = default_workers(device) if num_workers is None else num_workers
+    loader = DataLoader(
+        ImageFiles(paths, transform),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    encoder = encoder.to(device).eval()
+    chunks = []
+    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress or not sys.stderr.isatty(), mininterval=1.0)
+    for images in bar:
+        images = images.to(device, non_blocking=True)
+        chunks.append(pool(encoder, images, feature).float().cpu())
+    width = chunks[0].shape[1] if chunks else 0
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, width), np.float32)
+
+
+def pool(encoder: ImageTextEncoder, images: torch.Tensor, feature: str) -> torch.Tensor:
+    """One batch of features of type `feature` through the encoder's evaluation interface. `[B, 3, H, W] -> [B, D]`."""
+    if feature == "embed":
+        return encoder.encode_image(images)
+    tokens = encoder.forward_features(images)  # [B, 1+L, D]
+    return tokens[:, 0] if feature == "cls" else tokens[:, 1:].mean(dim=1)

@@ -1,0 +1,104 @@
+"""Weighted k-nearest-neighbour classification on frozen features (DINO's protocol).
+
+Features are L2-normalised; each val image takes its k most cosine-similar train images, and each neighbour
+votes for its class with weight `exp(similarity / T)`. DINO's defaults: k = 20, T = 0.07. No hyper-parameter is
+fitted, so nothing is carved out of train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rils_bench.errors import UserError
+from rils_bench.eval.datasets import resolve_classification
+from rils_bench.eval.features import ExtractOptions, eval_transform, extract_features
+from rils_bench.eval.linear import log_stderr, top1, top5
+from rils_bench.models.pretrained import load_pretrained
+from rils_bench.report.record import make_record, write_record
+
+K = 20
+TEMPERATURE = 0.07
+
+
+@torch.inference_mode()
+def knn_scores(
+    train: np.ndarray,
+    train_labels: np.ndarray,
+    test: np.ndarray,
+    n_classes: int,
+    *,
+    k: int = K,
+    temperature: float = TEMPERATURE,
+    chunk: int = 1024,
+) -> np.ndarray:
+    """Class votes `[N_test, n_classes]`: the sum of `exp(cos / T)` over the k nearest train features of each class."""
+    bank = torch.nn.functional.normalize(torch.from_numpy(train).float(), dim=1)  # [N, D]
+    labels = torch.from_numpy(train_labels).long()
+    k = min(k, len(bank))
+    out = []
+    for start in range(0, len(test), chunk):
+        query = torch.nn.functional.normalize(torch.from_numpy(test[start : start + chunk]).float(), dim=1)
+        sims, idx = (query @ bank.T).topk(k, dim=1)  # [B, k]
+        votes = torch.zeros(len(query), n_classes).scatter_add_(1, labels[idx], (sims / temperature).exp())
+        out.append(votes)
+    return torch.cat(out).numpy() if out else np.zeros((0, n_classes), np.float32)
+
+
+def run_knn(
+    *,
+    ckpt: str,
+    dataset: str,
+    feature: str = "gap",
+    k: int = K,
+    temperature: float = TEMPERATURE,
+    arch: str | None = None,
+    options: ExtractOptions | None = None,
+    records: Path | None = None,
+    write: bool = True,
+    log: Callable[[str], None] = log_stderr,
+) -> dict[str, Any]:
+    """kNN evaluation of `ckpt` on `dataset` (train as the memory bank, val as queries); returns the record.
+
+    Raises:
+        UserError: bad dataset or checkpoint, k < 1 or T <= 0.
+    """
+    if k < 1 or temperature <= 0:
+        raise UserError(f"kNN needs k >= 1 and a positive temperature, got k={k}, T={temperature}")
+    encoder, info = load_pretrained(ckpt, arch=arch)
+    data = resolve_classification(dataset)
+    train, val = data.split("train"), data.split("val")
+    common = dict(dataset_sha256=data.sha256, feature=feature, options=options)
+    xtr = extract_features(encoder, info, train.paths, split="train", **common).features
+    xva = extract_features(encoder, info, val.paths, split="val", **common).features
+    n_classes = len(data.classnames)
+    scores = knn_scores(xtr, train.labels, xva, n_classes, k=k, temperature=temperature)
+    metrics = {"top1": top1(scores, val.labels)}
+    if n_classes >= 5:
+        metrics["top5"] = top5(scores, val.labels)
+    log(f"knn: k={k}, T={temperature:g}: top-1 {metrics['top1']:.2f}% on {len(val)} val images")
+    record = make_record(
+        checkpoint=info,
+        task="knn",
+        dataset=data.name,
+        split="val",
+        setting=f"k={k},T={temperature:g},{feature}",
+        metrics=metrics,
+        dataset_sha256=data.sha256,
+        hyperparameters={"k": k, "temperature": temperature, "selection": "fixed (DINO's defaults), not tuned"},
+        config={
+            "feature": feature,
+            "n_train": len(train),
+            "n_val": len(val),
+            "n_classes": n_classes,
+            "transform": eval_transform(encoder.config["img_size"])[1],
+            "dataset_spec": data.spec,
+        },
+    )
+    if write:
+        write_record(record, records)
+    return record

@@ -1,0 +1,106 @@
+"""The evaluation subcommands end to end on the tiny `shapes` set: records written once, bad input refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from eval_helpers import make_checkpoint, run_cli
+from PIL import Image
+
+from rils_bench.fileio import sha256_of
+from rils_bench.report.record import read_records
+
+FAST = ["--batch-size", "8", "--workers", "0", "--device", "cpu"]
+
+
+def records_of(tmp_path, task=None):
+    return read_records(tmp_path / "records", task=task)
+
+
+def test_fewshot_prints_a_table_and_writes_one_record_per_k(rils_ckpt, tmp_path, capsys):
+    argv = ["fewshot", "--ckpt", str(rils_ckpt), "--dataset", "shapes", "--shots", "2,1", "--seeds", "3", *FAST]
+    assert run_cli(argv) == 0
+    out, err = capsys.readouterr()
+    assert "few-shot top-1 (%) on shapes val (16 images)" in out and "wrote 2 record(s)" in out
+    assert "2-fold stratified CV in the 2-shot set (leave-one-per-class-out)" in err
+    assert "1 image per class leaves nothing to cross-validate on" in err
+    records = records_of(tmp_path, "fewshot")
+    assert sorted(r["config"]["shots"] for r in records) == [1, 2]
+    for r in records:
+        accs = r["per_seed"]["top1"]
+        assert r["seeds"] == [0, 1, 2] and len(accs) == 3 and len(r["hyperparameters"]["C"]) == 3
+        assert r["metrics"]["top1"] == pytest.approx(np.mean(accs))
+        assert r["metrics"]["top1_std"] == pytest.approx(np.std(accs, ddof=1))
+        assert all(a * 16 / 100 == pytest.approx(round(a * 16 / 100)) for a in accs)  # k correct of 16 images
+        assert r["checkpoint"]["sha256"] == sha256_of(rils_ckpt) and r["checkpoint"]["method"] == "rils"
+        assert r["dataset_sha256"] and r["split"] == "val" and r["config"]["n_train"] == 8 * r["config"]["shots"]
+        assert r["git_sha"] and r["date"] and r["rils_bench_version"]
+    first = {p.name: json.loads(p.read_text())["per_seed"] for p in (tmp_path / "records").rglob("*.json")}
+    assert run_cli(argv) == 0  # the same evaluation again: same files, replaced, not duplicated
+    again = {p.name: json.loads(p.read_text())["per_seed"] for p in (tmp_path / "records").rglob("*.json")}
+    assert again == first
+
+
+def test_the_other_tasks_write_their_records(rils_ckpt, tmp_path, capsys):
+    ckpt = ["--ckpt", str(rils_ckpt)]
+    assert run_cli(["linear", *ckpt, "--dataset", "shapes", *FAST]) == 0
+    assert run_cli(["knn", *ckpt, "--dataset", "shapes", "--feature", "cls", *FAST]) == 0
+    assert run_cli(["zeroshot", *ckpt, "--dataset", "shapes", "--templates", "simple", *FAST]) == 0
+    assert run_cli(["retrieval", *ckpt, "--dataset", "shapes", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "linear (logreg, gap) top-1 on shapes val" in out and "shapes-val (16 pairs): i2t_R@1" in out
+    tasks = {(r["task"], r["dataset"]): r for r in records_of(tmp_path)}
+    assert set(tasks) == {("linear", "shapes"), ("knn", "shapes"), ("zeroshot", "shapes"), ("retrieval", "shapes-val")}
+    assert tasks["linear", "shapes"]["hyperparameters"]["C_selection"].startswith("chosen on a stratified held-out")
+    assert tasks["knn", "shapes"]["setting"] == "k=20,T=0.07,cls"
+    assert tasks["zeroshot", "shapes"]["hyperparameters"]["example_prompt"] == "itap of a circle."
+    assert set(tasks["retrieval", "shapes-val"]["metrics"]) == {
+        f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)
+    }
+
+
+def bad_inputs(ckpt, tmp_path) -> dict[str, tuple[list[str], str]]:
+    root = tmp_path / "empty-class"
+    for split in ("train", "val"):
+        for folder in ("a", "b"):
+            (root / split / folder).mkdir(parents=True)
+            if not (split == "train" and folder == "b"):
+                Image.new("L", (8, 8)).save(root / split / folder / "0.png")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    return {
+        "shots 0": (["fewshot", "--shots", "0"], "positive integers"),
+        "shots a": (["fewshot", "--shots", "a"], "positive integers"),
+        "k too large": (["fewshot", "--shots", "1,6"], "6-shot needs 6 training images per class"),
+        "unknown dataset": (["fewshot", "--shots", "1", "--dataset", "nope"], "unknown dataset 'nope'"),
+        "missing ckpt": (["fewshot", "--shots", "1", "--ckpt", str(tmp_path / "no.pt")], "checkpoint not found"),
+        "not a ckpt": (["linear", "--ckpt", str(tmp_path / "junk.pt")], "neither a rils-bench checkpoint"),
+        "empty class": (["knn", "--dataset", f"imagefolder:{root}"], "empty class"),
+        "image-only": (["zeroshot", "--ckpt", str(make_checkpoint(tmp_path / "mae.pt", "mae"))], "needs a text tower"),
+    }
+
+
+BAD = [
+    "shots 0",
+    "shots a",
+    "k too large",
+    "unknown dataset",
+    "missing ckpt",
+    "not a ckpt",
+    "empty class",
+    "image-only",
+]
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(name, rils_ckpt, tmp_path, capsys):
+    argv, message = bad_inputs(rils_ckpt, tmp_path)[name]
+    defaults = {"--ckpt": str(rils_ckpt), "--dataset": "shapes"}
+    for flag, value in defaults.items():
+        if flag not in argv:
+            argv += [flag, value]
+    assert run_cli(argv) == 2, name
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rils-bench: error: ") and message in err and "\n" not in err, err
+    assert not (tmp_path / "records").exists() and not (tmp_path / "features").exists()

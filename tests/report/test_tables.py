@@ -1,0 +1,127 @@
+"""Tables are built from records only: shapes, mean ± std cells, CSV round trips, determinism, the README."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from rils_bench.models.pretrained import PretrainedInfo
+from rils_bench.report.record import make_record, read_records, write_record
+from rils_bench.report.tables import build_tables, fewshot_frame
+
+RILS = PretrainedInfo("runs/rils.pt", "rils-bench", "rils", "rils_vit_tiny_patch8", "a" * 64, steps=2000, seed=0)
+RANDOM = PretrainedInfo("random:rils_vit_tiny_patch8", "random", "random", "rils_vit_tiny_patch8", None, seed=0)
+
+
+def fewshot(info: PretrainedInfo, k: int, accs: list[float], dataset: str = "fashion-mnist") -> dict:
+    mean = sum(accs) / len(accs)
+    std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5
+    return make_record(
+        checkpoint=info,
+        task="fewshot",
+        dataset=dataset,
+        split="val",
+        setting=f"{k}-shot,gap",
+        metrics={"top1": mean, "top1_std": std},
+        per_seed={"top1": accs},
+        seeds=list(range(len(accs))),
+        config={"shots": k, "feature": "gap"},
+        git_sha="abc123",
+    )
+
+
+def simple(info: PretrainedInfo, task: str, dataset: str, metrics: dict, setting: str = "", config=None) -> dict:
+    return make_record(
+        checkpoint=info,
+        task=task,
+        dataset=dataset,
+        split="val",
+        setting=setting,
+        metrics=metrics,
+        config=config or {},
+        git_sha="abc123",
+    )
+
+
+@pytest.fixture
+def records(tmp_path):
+    root = tmp_path / "records"
+    for record in [
+        fewshot(RILS, 1, [40.0, 44.0, 48.0]),
+        fewshot(RILS, 4, [60.0, 62.0]),
+        fewshot(RANDOM, 1, [20.0, 22.0]),
+        fewshot(RANDOM, 4, [30.0, 30.0]),
+        simple(RILS, "linear", "fashion-mnist", {"top1": 81.234, "top5": 99.0}, "logreg,gap", {"classifier": "x"}),
+        simple(RILS, "knn", "fashion-mnist", {"top1": 70.0}, "k=20,T=0.07,gap", {"feature": "gap"}),
+        simple(RANDOM, "zeroshot", "animal-mnist", {"top1": 10.0}, "templates=auto"),
+        simple(
+            RILS, "retrieval", "retrieval-emoji", {f"{d}_R@{k}": float(k) for d in ("i2t", "t2i") for k in (1, 5, 10)}
+        ),
+        simple(RILS, "coco", "pastecoco", {"bbox_mAP": 12.5, "segm_mAP": 10.0}),
+        simple(RILS, "ade", "pasteade", {"mIoU": 33.3, "mAcc": 40.0, "aAcc": 80.0}),
+    ]:
+        write_record(record, root)
+    return root
+
+
+def test_records_round_trip_into_the_fewshot_frame(records):
+    frame = fewshot_frame(read_records(records))
+    assert frame.shape == (4, 10)
+    row = frame[(frame["method"] == "rils") & (frame["shots"] == 1)].iloc[0]
+    assert row["top1_mean"] == 44.0 and row["top1_std"] == 4.0 and row["seeds"] == 3
+    assert row["checkpoint"] == "a" * 12 and row["steps"] == 2000
+
+
+def test_tables_have_the_right_shape_and_cells(records, tmp_path):
+    out = tmp_path / "results"
+    written = build_tables(records=records, out=out)
+    names = {"fewshot", "classification", "retrieval", "dense"}
+    assert {p.name for p in written} == {f"{n}.{e}" for n in names for e in ("md", "csv")} | {
+        "fewshot.png",
+        "README.md",
+    }
+
+    md = (out / "fewshot.md").read_text()
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert table[0] == "| method | arch | steps | checkpoint | 1-shot | 4-shot |"
+    assert len(table) == 4  # header, rule, 2 encoders
+    assert "| random | rils_vit_tiny_patch8 | 0 | random:rils_vit_tiny_patch8 | 21.00 ± 1.41 | 30.00 ± 0.00 |" in table
+    assert f"| rils | rils_vit_tiny_patch8 | 2000 | {'a' * 12} | 44.00 ± 4.00 | 61.00 ± 1.41 |" in table
+
+    csv = pd.read_csv(out / "fewshot.csv")
+    assert csv.shape == (4, 10) and csv["top1_mean"].tolist() == [
+        21.0,
+        30.0,
+        44.0,
+        61.0,
+    ]  # sorted by method, then shots
+
+    classification = (out / "classification.md").read_text()
+    assert "## fashion-mnist" in classification and "## animal-mnist" in classification
+    assert "| method | arch | steps | checkpoint | kNN | linear |" in classification
+    assert f"| rils | rils_vit_tiny_patch8 | 2000 | {'a' * 12} | 70.00 | 81.23 |" in classification
+    cls_csv = pd.read_csv(out / "classification.csv")
+    assert cls_csv.shape == (3, 8) and cls_csv["top5"].isna().sum() == 2
+
+    retrieval = (out / "retrieval.md").read_text()
+    assert "| i2t_R@1 | i2t_R@5 | i2t_R@10 | t2i_R@1 | t2i_R@5 | t2i_R@10 |" in retrieval
+    dense = (out / "dense.md").read_text()
+    assert "## pastecoco" in dense and "| bbox_mAP | segm_mAP |" in dense and "| 12.50 | 10.00 |" in dense
+    assert "| mIoU | mAcc | aAcc |" in dense
+    assert (out / "fewshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    readme = (out / "README.md").read_text()
+    assert "Built from 10 record(s)" in readme and "`abc123`" in readme
+    assert f"- rils, rils_vit_tiny_patch8, 2000 steps: `{'a' * 12}`" in readme
+
+
+def test_tables_are_deterministic(records, tmp_path):
+    first = {p.name: p.read_bytes() for p in build_tables(records=records, out=tmp_path / "a")}
+    second = {p.name: p.read_bytes() for p in build_tables(records=records, out=tmp_path / "b")}
+    assert first == second
+
+
+def test_no_records_gives_empty_tables(tmp_path):
+    build_tables(records=tmp_path / "none", out=tmp_path / "out")
+    assert "_no records yet_" in (tmp_path / "out" / "fewshot.md").read_text()
+    assert (tmp_path / "out" / "fewshot.csv").read_text().startswith("dataset,method,arch,steps,checkpoint")
