@@ -1,5 +1,7 @@
 """Pre-training through mmengine's Runner: every method from its config, resume, export, schedule."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from mmengine.config import Config
@@ -121,3 +123,17 @@ def test_weight_decay_spares_norms_biases_tokens_and_logit_scale(tmp_path):
     assert (
         decay[id(named["method.encoder.visual.blocks.0.attn.qkv.weight"])] == cfg.optim_wrapper.optimizer.weight_decay
     )
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in Path(CONFIGS).glob("*.py")))
+def test_every_pretrain_config_resolves_to_a_known_method_and_size(config):
+    from rils_bench.methods import METHODS
+    from rils_bench.models import list_models
+
+    cfg = load_config(f"{CONFIGS}/{config}")
+    assert cfg.model.method in METHODS and cfg.model.arch in list_models()
+    warm, decay = cfg.param_scheduler
+    assert 2 <= warm.end == decay.begin < decay.end == cfg.train_cfg.max_iters
+    if "laion20m" in config:  # 25 epochs of 20M pairs at global batch 4096, derived once in the base
+        assert cfg.train_cfg.max_iters == 20_000_000 * 25 // 4096
+        assert cfg.train_dataloader.dataset.type == "ImageTextShards"
