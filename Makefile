@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 
 PRETRAIN_CONFIG ?= configs/pretrain/rils_vit-tiny-p8_builtin.py
 
-.PHONY: help setup data pretrain tables test lint format clean
+.PHONY: help setup data pretrain tables eval-coco eval-ade test lint format clean
 
 help:  ## list every target with a one-line description
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,14 @@ data: setup  ## prepare every built-in dataset (sha256-verified downloads) under
 
 pretrain: setup  ## pre-train RILS ViT-tiny on the built-in image-text pairs (CPU, <15 min); prints the checkpoint path
 	$(VENV)/bin/rils-bench pretrain $(PRETRAIN_CONFIG) $(if $(WORK_DIR),--work-dir $(WORK_DIR))
+
+eval-coco: setup  ## fine-tune + evaluate Mask R-CNN from CKPT= (path or random:<arch>) [CONFIG=] [DATA_ROOT=]; writes a record
+	@test -n "$(CKPT)" || { echo "usage: make eval-coco CKPT=path/to/pretrained.pth [CONFIG=...] [DATA_ROOT=...]" >&2; exit 2; }
+	$(VENV)/bin/rils-bench dense --task coco --ckpt $(CKPT) $(if $(CONFIG),--config $(CONFIG)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+
+eval-ade: setup  ## fine-tune + evaluate UperNet from CKPT= (path or random:<arch>) [CONFIG=] [DATA_ROOT=]; writes a record
+	@test -n "$(CKPT)" || { echo "usage: make eval-ade CKPT=path/to/pretrained.pth [CONFIG=...] [DATA_ROOT=...]" >&2; exit 2; }
+	$(VENV)/bin/rils-bench dense --task ade --ckpt $(CKPT) $(if $(CONFIG),--config $(CONFIG)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
 tables: setup  ## build results/*.md, *.csv, fewshot.png and README.md from results/records
 	$(VENV)/bin/rils-bench table

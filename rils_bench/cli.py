@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from rils_bench import __version__, compat
+from rils_bench.adapters.commands import add_commands as add_dense_commands
 from rils_bench.errors import UserError
 from rils_bench.eval.commands import add_commands as add_eval_commands
 
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_pretrain_command(sub)
     add_eval_commands(sub)
+    add_dense_commands(sub)
     return parser
 
 

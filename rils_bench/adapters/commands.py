@@ -1,0 +1,81 @@
+"""The `rils-bench convert` and `rils-bench dense` subcommands (hooked into `rils_bench.cli` by `add_commands`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rils_bench.errors import UserError
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from rils_bench.adapters.convert import convert_checkpoint
+
+    report = convert_checkpoint(args.ckpt, to=args.to, out=args.out)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
+def parse_cfg_options(items: list[str] | None) -> dict[str, Any]:
+    """`["a.b=1", "c=x,y"]` -> `{"a.b": 1, "c": ["x", "y"]}` with mmengine's `DictAction` value parsing."""
+    from mmengine.config import DictAction
+
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--cfg-options expects KEY=VALUE, got {item!r}")
+        options[key] = DictAction._parse_iterable(value)
+    return options
+
+
+def _cmd_dense(args: argparse.Namespace) -> int:
+    from rils_bench import compat
+    from rils_bench.adapters.finetune import run_dense
+
+    compat.silence_known_warnings()
+    run_dense(
+        task=args.task,
+        ckpt=args.ckpt,
+        config=args.config,
+        work_dir=args.work_dir,
+        data_root=args.data_root,
+        cfg_options=parse_cfg_options(args.cfg_options),
+        launcher=args.launcher,
+        max_iters=args.max_iters,
+        seed=args.seed,
+    )
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `convert` and `dense` to the CLI's subcommands."""
+    convert = subparsers.add_parser(
+        "convert", help="write backbone-only weights for timm, mmdet or mmseg and report every missing/unexpected key"
+    )
+    convert.add_argument("ckpt", help="exported rils-bench checkpoint (or random:<arch>)")
+    convert.add_argument("--to", required=True, choices=("timm", "mmdet", "mmseg"), help="target library")
+    convert.add_argument("--out", help="output file (default: <checkpoint>_<target>.pth beside the checkpoint)")
+    convert.set_defaults(func=_cmd_convert)
+
+    dense = subparsers.add_parser(
+        "dense", help="fine-tune + evaluate Mask R-CNN (coco) or UperNet (ade) from a checkpoint; writes a record"
+    )
+    dense.add_argument(
+        "--task", required=True, choices=("coco", "ade"), help="coco: mmdet Mask R-CNN; ade: mmseg UperNet"
+    )
+    dense.add_argument("--ckpt", required=True, help="exported rils-bench checkpoint or random:<arch>")
+    dense.add_argument(
+        "--config", help="config file, or path under configs/ (default: the task's tiny built-in config)"
+    )
+    dense.add_argument("--data-root", help="dataset directory (default: $DATA_ROOT, else the prepared built-in set)")
+    dense.add_argument("--work-dir", help="mmengine work dir (default: work_dirs/dense/<config>/<checkpoint>)")
+    dense.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help="override config entries, e.g. a.b=1")
+    dense.add_argument(
+        "--launcher", default="none", choices=("none", "pytorch", "slurm", "mpi"),
+        help="distributed launcher (pytorch with torchrun --nproc_per_node=N -m rils_bench.cli dense ...)",
+    )  # fmt: skip
+    dense.add_argument("--max-iters", type=int, help="smoke run: train N iterations at constant lr, evaluate once")
+    dense.add_argument("--seed", type=int, default=0, help="fine-tuning seed, also of a random:<arch> encoder")
+    dense.set_defaults(func=_cmd_dense)

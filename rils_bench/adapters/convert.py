@@ -1,0 +1,156 @@
+"""`rils-bench convert`: an exported checkpoint -> backbone-only weights for timm, mmdet or mmseg.
+
+The encoder already uses timm's parameter names, so converting is selecting `encoder.visual.*` and re-prefixing:
+
+- `timm`: a plain state dict without prefix, loadable by `timm.models.vision_transformer.VisionTransformer` (cls
+  token, `num_classes=0`, LayerNorm eps 1e-6, `qkv_bias=True`) with `strict=True`;
+- `mmdet` / `mmseg`: `{"state_dict": {"backbone.<name>": ...}, "meta": {...}}`, the layout mmengine's
+  `load_checkpoint` / `load_from` and `init_cfg=dict(type="Pretrained", prefix="backbone.")` read.
+
+Every file written holds tensors and primitives only (it loads with `torch.load(weights_only=True)`). The key report
+compares the converted tensors with a freshly built target model: every missing, unexpected and shape-mismatched
+key is listed, none is skipped silently.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rils_bench.checkpoint import CheckpointError, load_checkpoint
+from rils_bench.fileio import atomic_write, sha256_of
+from rils_bench.models.pretrained import ENCODER_PREFIX, load_pretrained
+from rils_bench.models.registry import resolve_config
+
+TARGETS = {"timm": "", "mmdet": "backbone.", "mmseg": "backbone."}
+VISUAL_PREFIX = ENCODER_PREFIX + "visual."
+
+
+@dataclass
+class ConversionReport:
+    """The outcome of one conversion; `missing`, `unexpected` and `mismatched` are relative to the target model."""
+
+    source: str
+    target: str
+    out: Path
+    arch: str
+    n_tensors: int
+    n_dropped: int  # tensors of the checkpoint that are not the image encoder (text tower, decoder, projection)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def lines(self) -> list[str]:
+        """The report as printed by the CLI: summary, then every missing / unexpected / mismatched key."""
+        prefix = TARGETS[self.target]
+        out = [
+            f"{self.source} -> {self.out} ({self.target}, {self.arch}): {self.n_tensors} tensors under prefix "
+            f"{prefix!r}; {self.n_dropped} non-encoder tensors left out",
+            f"missing keys ({len(self.missing)}): {', '.join(self.missing) or 'none'}",
+            f"unexpected keys ({len(self.unexpected)}): {', '.join(self.unexpected) or 'none'}",
+        ]
+        out += [f"shape mismatch: {k} ({why})" for k, why in self.mismatched.items()]
+        return out
+
+
+def visual_state_of(spec: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:
+    """`(encoder tensors with timm names, model config, source meta, number of other tensors)` of a checkpoint.
+
+    `spec` is an exported checkpoint path or `random:<arch>` (a seed-0 random encoder). The checkpoint is read as
+    is, not rebuilt, so that a damaged one reaches the key report instead of failing before it.
+
+    Raises:
+        CheckpointError: unreadable file, or one that holds no image encoder.
+    """
+    spec = str(spec)
+    if spec.startswith("random:"):
+        encoder, info = load_pretrained(spec)
+        meta = {"source": spec, "source_sha256": None, "method": "random", "seed": info.seed}
+        return dict(encoder.visual.state_dict()), dict(encoder.config), meta, 0
+    payload = load_checkpoint(spec)
+    weights, meta = payload["state_dict"], payload["meta"]
+    visual = {k.removeprefix(VISUAL_PREFIX): v for k, v in weights.items() if k.startswith(VISUAL_PREFIX)}
+    if not visual or "model_config" not in meta:
+        raise CheckpointError(f"{spec} holds no image encoder (no 'encoder.visual.*' weights or no model_config)")
+    source = {"source": spec, "source_sha256": sha256_of(spec), "method": meta.get("method"), "seed": meta.get("seed")}
+    return visual, dict(meta["model_config"]), source, len(weights) - len(visual)
+
+
+def target_model(target: str, model_config: dict[str, Any]) -> nn.Module:
+    """A freshly built model of `target` for the encoder size `model_config`, to check keys against."""
+    config = resolve_config(model_config)
+    if target == "timm":
+        from timm.models.vision_transformer import VisionTransformer
+
+        return VisionTransformer(
+            img_size=config["img_size"], patch_size=config["patch_size"], in_chans=config["in_chans"],
+            num_classes=0, embed_dim=config["width"], depth=config["depth"], num_heads=config["heads"],
+            mlp_ratio=config["mlp_ratio"], qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        )  # fmt: skip
+    if target in TARGETS:
+        from rils_bench.adapters.backbone import RILSViT
+
+        return RILSViT(config)
+    raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
+
+
+def compare_keys(state: dict[str, torch.Tensor], model: nn.Module) -> tuple[list[str], list[str], dict[str, str]]:
+    """`(missing, unexpected, mismatched)` of unprefixed tensors against a model's state dict, in model order."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = {
+        k: f"file {tuple(v.shape)}, model {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    }
+    return missing, unexpected, mismatched
+
+
+def write_backbone(
+    state: dict[str, torch.Tensor], *, to: str, out: str | os.PathLike, meta: dict[str, Any] | None = None
+) -> Path:
+    """Write encoder tensors (timm names) for `to`, atomically; returns the path. Tensor-only."""
+    if to not in TARGETS:
+        raise ValueError(f"unknown target {to!r}; known: {', '.join(TARGETS)}")
+    prefixed = {TARGETS[to] + k: v.detach().cpu().contiguous() for k, v in state.items()}
+    payload: dict[str, Any] = prefixed if to == "timm" else {"state_dict": prefixed, "meta": dict(meta or {})}
+    with atomic_write(out) as f:
+        torch.save(payload, f)
+    return Path(out)
+
+
+def default_out(spec: str, to: str) -> Path:
+    """`<checkpoint stem>_<target>.pth` beside the checkpoint; `random_<arch>_<target>.pth` here for random specs."""
+    if spec.startswith("random:"):
+        return Path(f"random_{spec.removeprefix('random:')}_{to}.pth")
+    path = Path(spec)
+    return path.with_name(f"{path.stem}_{to}.pth")
+
+
+def convert_checkpoint(spec: str | os.PathLike, *, to: str, out: str | os.PathLike | None = None) -> ConversionReport:
+    """Convert `spec` (checkpoint path or `random:<arch>`) for `to` and check its keys against the target model.
+
+    The file is written even when keys do not match, so that it can be inspected; `report.ok` says whether it did.
+    """
+    if to not in TARGETS:
+        raise CheckpointError(f"unknown conversion target {to!r}; choose one of {', '.join(TARGETS)}")
+    spec = str(spec)
+    state, model_config, source, n_dropped = visual_state_of(spec)
+    missing, unexpected, mismatched = compare_keys(state, target_model(to, model_config))
+    meta = {**source, "target": to, "arch": model_config["name"], "model_config": model_config}
+    path = write_backbone(state, to=to, out=out or default_out(spec, to), meta=meta)
+    return ConversionReport(
+        source=spec, target=to, out=path, arch=model_config["name"], n_tensors=len(state), n_dropped=n_dropped,
+        missing=missing, unexpected=unexpected, mismatched=mismatched,
+    )  # fmt: skip

@@ -1,0 +1,95 @@
+"""`rils-bench convert`: round trips into timm and the mmdet / mmseg backbone, and the key report."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+from dense_testing import ARCH
+
+from rils_bench.adapters.backbone import RILSViT
+from rils_bench.adapters.commands import add_commands
+from rils_bench.adapters.convert import convert_checkpoint, target_model
+from rils_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rils_bench.errors import UserError
+
+VISUAL = "encoder.visual."
+
+
+def _run_cli(argv: list[str]) -> int:
+    """The subcommands as the CLI runs them: parse, call, a UserError is exit code 2."""
+    parser = argparse.ArgumentParser(prog="rils-bench")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError:
+        return 2
+
+
+def test_timm_round_trip_gives_the_encoder_features(exported, tmp_path):
+    path, encoder = exported
+    report = convert_checkpoint(path, to="timm", out=tmp_path / "timm.pth")
+    assert report.ok and report.n_tensors == 30 and report.n_dropped == len(load_checkpoint(path)["state_dict"]) - 30
+    state = torch.load(tmp_path / "timm.pth", weights_only=True)
+    model = target_model("timm", encoder.config).eval()
+    model.load_state_dict(state, strict=True)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model.forward_features(images), encoder.forward_features(images))
+
+
+@pytest.mark.parametrize("target", ["mmdet", "mmseg"])
+def test_mm_round_trip_keeps_every_tensor_under_backbone(exported, tmp_path, target):
+    path, encoder = exported
+    report = convert_checkpoint(path, to=target, out=tmp_path / f"{target}.pth")
+    payload = torch.load(report.out, weights_only=True)  # tensor-only: no pickled objects
+    source = {k.removeprefix(VISUAL): v for k, v in load_checkpoint(path)["state_dict"].items() if k.startswith(VISUAL)}
+    assert sorted(payload["state_dict"]) == sorted(f"backbone.{k}" for k in source)
+    for key, value in source.items():
+        assert torch.equal(payload["state_dict"][f"backbone.{key}"], value)
+    assert payload["meta"]["arch"] == ARCH and payload["meta"]["target"] == target
+    backbone = RILSViT(ARCH, out_indices="last", init_cfg=dict(type="Pretrained", checkpoint=str(report.out)))
+    backbone.init_weights()
+    images = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = encoder.get_intermediate_layers(images, 1)[0]
+        assert torch.equal(backbone.eval()(images)[0].flatten(2).transpose(1, 2), expected)
+
+
+def test_key_report_lists_every_missing_and_unexpected_key(exported, tmp_path, capsys):
+    path, _ = exported
+    payload = load_checkpoint(path)
+    state = dict(payload["state_dict"])
+    del state[VISUAL + "norm.bias"], state[VISUAL + "blocks.0.norm1.weight"]
+    state[VISUAL + "head.weight"] = torch.zeros(3, 32)
+    damaged = tmp_path / "damaged.pth"
+    save_checkpoint(damaged, state, payload["meta"])
+    report = convert_checkpoint(damaged, to="timm", out=tmp_path / "out.pth")
+    assert report.missing == ["blocks.0.norm1.weight", "norm.bias"]  # in model order
+    assert report.unexpected == ["head.weight"] and not report.ok
+
+    assert _run_cli(["convert", str(damaged), "--to", "mmdet", "--out", str(tmp_path / "mm.pth")]) == 1
+    printed = capsys.readouterr().out
+    assert "missing keys (2): blocks.0.norm1.weight, norm.bias" in printed
+    assert "unexpected keys (1): head.weight" in printed
+
+
+def test_refuses_a_checkpoint_without_image_encoder(exported, tmp_path):
+    path, _ = exported
+    payload = load_checkpoint(path)
+    text_only = {k: v for k, v in payload["state_dict"].items() if not k.startswith(VISUAL)}
+    bad = tmp_path / "text_only.pth"
+    save_checkpoint(bad, text_only, payload["meta"])
+    with pytest.raises(CheckpointError, match="holds no image encoder"):
+        convert_checkpoint(bad, to="timm", out=tmp_path / "x.pth")
+    assert _run_cli(["convert", str(bad), "--to", "timm", "--out", str(tmp_path / "x.pth")]) == 2
+    assert not (tmp_path / "x.pth").exists()
+
+
+def test_random_spec_and_default_output_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _run_cli(["convert", f"random:{ARCH}", "--to", "mmseg"]) == 0
+    payload = torch.load(tmp_path / f"random_{ARCH}_mmseg.pth", weights_only=True)
+    assert payload["meta"]["source"] == f"random:{ARCH}" and len(payload["state_dict"]) == 30
