@@ -16,8 +16,8 @@ import torch
 
 from rils_bench.errors import UserError
 from rils_bench.eval.datasets import resolve_classification
-from rils_bench.eval.features import ExtractOptions, eval_transform, extract_features
-from rils_bench.eval.linear import log_stderr, top1, top5
+from rils_bench.eval.features import ExtractOptions, extract_features
+from rils_bench.eval.linear import accuracy_metrics, log_stderr, probe_config
 from rils_bench.models.pretrained import load_pretrained
 from rils_bench.report.record import make_record, write_record
 
@@ -77,9 +77,7 @@ def run_knn(
     xva = extract_features(encoder, info, val.paths, split="val", **common).features
     n_classes = len(data.classnames)
     scores = knn_scores(xtr, train.labels, xva, n_classes, k=k, temperature=temperature)
-    metrics = {"top1": top1(scores, val.labels)}
-    if n_classes >= 5:
-        metrics["top5"] = top5(scores, val.labels)
+    metrics = accuracy_metrics(scores, val.labels)
     log(f"knn: k={k}, T={temperature:g}: top-1 {metrics['top1']:.2f}% on {len(val)} val images")
     record = make_record(
         checkpoint=info,
@@ -90,14 +88,7 @@ def run_knn(
         metrics=metrics,
         dataset_sha256=data.sha256,
         hyperparameters={"k": k, "temperature": temperature, "selection": "fixed (DINO's defaults), not tuned"},
-        config={
-            "feature": feature,
-            "n_train": len(train),
-            "n_val": len(val),
-            "n_classes": n_classes,
-            "transform": eval_transform(encoder.config["img_size"])[1],
-            "dataset_spec": data.spec,
-        },
+        config=probe_config(data, train, val, feature, encoder.config["img_size"]),
     )
     if write:
         write_record(record, records)

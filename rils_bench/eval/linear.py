@@ -53,6 +53,26 @@ def top5(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(100.0 * np.mean((best5 == labels[:, None]).any(axis=1)))
 
 
+def accuracy_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """`top1`, and `top5` where the scores `[N, C]` have C >= 5 classes, in percent."""
+    metrics = {"top1": top1(scores, labels)}
+    if scores.shape[1] >= 5:
+        metrics["top5"] = top5(scores, labels)
+    return metrics
+
+
+def probe_config(data: Any, train: Any, val: Any, feature: str, img_size: int) -> dict[str, Any]:
+    """The record's `config` for a probe fitted on `train` and scored on `val` of `data`."""
+    return {
+        "feature": feature,
+        "n_train": len(train),
+        "n_val": len(val),
+        "n_classes": len(data.classnames),
+        "transform": eval_transform(img_size)[1],
+        "dataset_spec": data.spec,
+    }
+
+
 def fit_logistic(
     x: np.ndarray, y: np.ndarray, c: float, *, max_iter: int = MAX_ITER, init: LogisticRegression | None = None
 ) -> LogisticRegression:
@@ -221,9 +241,7 @@ def run_linear(
         scores_va = predict(xva)
         hyper = {"lr": best, "lr_selection": how, "lr_grid": list(lr_grid), "holdout_top1": scores, "epochs": epochs}
         log(f"linear (sgd): lr={best:g} {how}; held-out top-1 {scores[repr(best)]:.2f}%")
-    metrics = {"top1": top1(scores_va, val.labels)}
-    if n_classes >= 5:
-        metrics["top5"] = top5(scores_va, val.labels)
+    metrics = accuracy_metrics(scores_va, val.labels)
     record = make_record(
         checkpoint=info,
         task="linear",
@@ -236,12 +254,7 @@ def run_linear(
         hyperparameters=hyper,
         config={
             "classifier": LOGREG if classifier == "logreg" else "SGD linear head (standardised features)",
-            "feature": feature,
-            "n_train": len(train),
-            "n_val": len(val),
-            "n_classes": n_classes,
-            "transform": eval_transform(encoder.config["img_size"])[1],
-            "dataset_spec": data.spec,
+            **probe_config(data, train, val, feature, encoder.config["img_size"]),
         },
     )
     if write:

@@ -22,7 +22,7 @@ from rils_bench.data.builtin.imagetext_set import EMOJI_CATEGORY_PHRASES, class_
 from rils_bench.errors import UserError
 from rils_bench.eval.datasets import resolve_classification
 from rils_bench.eval.features import ExtractOptions, eval_transform, extract_features, pick_device
-from rils_bench.eval.linear import log_stderr, top1, top5
+from rils_bench.eval.linear import accuracy_metrics, log_stderr
 from rils_bench.models.pretrained import PretrainedInfo, load_pretrained
 from rils_bench.models.registry import ImageTextEncoder
 from rils_bench.models.text import tokenize
@@ -111,9 +111,7 @@ def run_zeroshot(
     ).features
     weights = text_classifier(encoder, prompts, device=options.device if options else None)
     scores = F.normalize(torch.from_numpy(images), dim=1).numpy() @ weights.T  # [N, C] cosine similarities
-    metrics = {"top1": top1(scores, val.labels)}
-    if len(prompts) >= 5:
-        metrics["top5"] = top5(scores, val.labels)
+    metrics = accuracy_metrics(scores, val.labels)
     log(f"zero-shot ({template_name} templates): top-1 {metrics['top1']:.2f}% on {len(val)} val images")
     record = make_record(
         checkpoint=info,

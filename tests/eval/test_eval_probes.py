@@ -9,7 +9,16 @@ import pytest
 from rils_bench.errors import UserError
 from rils_bench.eval.fewshot import DEFAULT_C, mean_std, parse_shots, sample_kshot, select_c_cv
 from rils_bench.eval.knn import knn_scores
-from rils_bench.eval.linear import best_c, fit_logistic, holdout_split, select_c_holdout, top1, top5, train_sgd_head
+from rils_bench.eval.linear import (
+    accuracy_metrics,
+    best_c,
+    fit_logistic,
+    holdout_split,
+    select_c_holdout,
+    top1,
+    top5,
+    train_sgd_head,
+)
 from rils_bench.eval.retrieval import pair_ranks, recall_metrics
 
 
@@ -49,6 +58,12 @@ def test_accuracy_matches_a_direct_computation():
     assert top1(scores, labels) == 60.0  # argmax: 0, 2, 2, 0, 1
     six = np.tile(np.arange(6.0), (2, 1))  # classes ranked 5, 4, 3, 2, 1, 0
     assert top5(six, np.array([0, 1])) == 50.0  # class 0 ranks sixth
+
+
+def test_accuracy_metrics_report_top5_only_from_five_classes():
+    assert accuracy_metrics(np.eye(4), np.arange(4)) == {"top1": 100.0}  # top-5 of 4 classes would always be 100
+    six = np.tile(np.arange(6.0), (2, 1))
+    assert accuracy_metrics(six, np.array([5, 0])) == {"top1": 50.0, "top5": 50.0}
 
 
 def test_kshot_sampler_draws_exactly_k_per_class_deterministically_and_nested():
