@@ -19,14 +19,23 @@ from rils_bench.data.imagetext import ImageTextTable, webdataset_pairs
 from rils_bench.errors import UserError
 
 
-def train_transform(image_size: int, crop_scale: tuple[float, float] = (0.5, 1.0)) -> T.Compose:
-    """Random resized crop (the augmentation of MAE and CLIP pre-training) to uint8 `[3, H, W]`."""
-    return T.Compose(
-        [
-            T.RandomResizedCrop(image_size, scale=tuple(crop_scale), interpolation=T.InterpolationMode.BICUBIC),
-            T.PILToTensor(),
-        ]
-    )
+def train_transform(
+    image_size: int, crop_scale: tuple[float, float] | None = (0.5, 1.0), hflip: bool = False
+) -> T.Compose:
+    """The pre-training augmentation, to uint8 `[3, H, W]`.
+
+    `crop_scale=(lo, hi)`: a random resized crop covering `lo`..`hi` of the image (SLIP's (0.5, 1) for photos);
+    `None`: the whole image resized to `image_size` square (for small, centred objects such as the built-in icons,
+    where a crop cuts away what the caption names). `hflip`: a random horizontal flip.
+    """
+    bicubic = T.InterpolationMode.BICUBIC
+    if crop_scale is None:
+        steps = [T.Resize((image_size, image_size), interpolation=bicubic)]
+    else:
+        steps = [T.RandomResizedCrop(image_size, scale=tuple(crop_scale), interpolation=bicubic)]
+    if hflip:
+        steps.append(T.RandomHorizontalFlip())
+    return T.Compose([*steps, T.PILToTensor()])
 
 
 def _prepare_builtin(name: str) -> Path:
@@ -57,7 +66,8 @@ class ImageTextPairs(Dataset):
         builtin: str | None = None,
         split: str = "train",
         image_size: int = 64,
-        crop_scale: tuple[float, float] = (0.5, 1.0),
+        crop_scale: tuple[float, float] | None = (0.5, 1.0),
+        hflip: bool = False,
     ) -> None:
         if (table is None) == (builtin is None):
             raise UserError("ImageTextPairs needs exactly one of table= (a CSV/TSV path) or builtin= (a built-in name)")
@@ -68,7 +78,7 @@ class ImageTextPairs(Dataset):
             root = _prepare_builtin(builtin)
             table = root / f"{split}.csv"
             self.content_sha256 = read_manifest(root)["content_sha256"]
-        self.pairs = ImageTextTable(table, transform=train_transform(image_size, crop_scale))
+        self.pairs = ImageTextTable(table, transform=train_transform(image_size, crop_scale, hflip))
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -92,12 +102,13 @@ class ImageTextShards(IterableDataset):
         *,
         urls: str | list[str],
         image_size: int = 224,
-        crop_scale: tuple[float, float] = (0.5, 1.0),
+        crop_scale: tuple[float, float] | None = (0.5, 1.0),
+        hflip: bool = False,
         shuffle_buffer: int = 1000,
         seed: int = 0,
     ) -> None:
         self.content_sha256 = None
-        pairs = webdataset_pairs(urls, train_transform(image_size, crop_scale), shard_shuffle=100, seed=seed)
+        pairs = webdataset_pairs(urls, train_transform(image_size, crop_scale, hflip), shard_shuffle=100, seed=seed)
         self.pipeline = (pairs.shuffle(shuffle_buffer) if shuffle_buffer else pairs).map(_as_sample)
 
     def __iter__(self):

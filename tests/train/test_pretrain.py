@@ -137,3 +137,26 @@ def test_every_pretrain_config_resolves_to_a_known_method_and_size(config):
     if "laion20m" in config:  # 25 epochs of 20M pairs at global batch 4096, derived once in the base
         assert cfg.train_cfg.max_iters == 20_000_000 * 25 // 4096
         assert cfg.train_dataloader.dataset.type == "ImageTextShards"
+
+
+def test_train_transform_resizes_the_whole_image_or_crops_part_of_it():
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    from rils_bench.train.data import train_transform
+
+    image = Image.new("RGB", (28, 28))
+    image.paste((255, 0, 0), (0, 0, 7, 28))  # a red stripe on the left edge
+    whole = train_transform(64, crop_scale=None)(image)
+    assert whole.dtype == torch.uint8 and whole.shape == (3, 64, 64)
+    torch.testing.assert_close(whole, TF.pil_to_tensor(image.resize((64, 64), Image.BICUBIC)), atol=1, rtol=0)
+
+    torch.manual_seed(0)
+    flipped = [train_transform(64, crop_scale=None, hflip=True)(image) for _ in range(16)]
+    left_red = {bool(x[0, 32, 0] > 200) for x in flipped}
+    assert left_red == {True, False}  # both orientations occur, nothing else changes
+    assert all(torch.equal(x, whole) or torch.equal(x, whole.flip(-1)) for x in flipped)
+
+    torch.manual_seed(0)
+    crops = [train_transform(64, crop_scale=(0.2, 0.3))(image) for _ in range(8)]
+    assert all(x.shape == (3, 64, 64) and not torch.equal(x, whole) for x in crops)
