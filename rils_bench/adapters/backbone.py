@@ -22,8 +22,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from timm.layers import PatchEmbed
+from timm.layers import PatchEmbed, resample_abs_pos_embed
 from timm.models.vision_transformer import Block
+from timm.models.vision_transformer_sam import window_partition, window_unpartition
 from torch import nn
 
 from rils_bench.models.registry import get_model_config, resolve_config
@@ -58,49 +59,6 @@ def resolve_global_indices(global_indices: str | Sequence[int], depth: int) -> t
         step = max(1, depth // 4)
         return tuple(i for i in range(depth) if (i + 1) % step == 0)
     return tuple(i % depth for i in global_indices)
-
-
-def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Resize a square `[1, 1+G*G, D]` position embedding (cls row first) to `[1, 1+h*w, D]` for an h x w grid.
-
-    Bicubic interpolation of the patch rows (the cls row is kept). The same grid returns the input itself, so the
-    pre-training size sees exactly the pre-trained embedding.
-    """
-    cls_row, patch_rows = pos_embed[:, :1], pos_embed[:, 1:]
-    side = int(round(patch_rows.shape[1] ** 0.5))
-    if side * side != patch_rows.shape[1]:
-        raise ValueError(f"position embedding of {patch_rows.shape[1]} patches is not a square grid")
-    if (side, side) == tuple(grid):
-        return pos_embed
-    patch_rows = patch_rows.reshape(1, side, side, -1).permute(0, 3, 1, 2)  # [1, D, G, G]
-    patch_rows = F.interpolate(patch_rows.float(), size=tuple(grid), mode="bicubic", align_corners=False)
-    patch_rows = patch_rows.to(pos_embed.dtype).flatten(2).transpose(1, 2)  # [1, h*w, D]
-    return torch.cat([cls_row, patch_rows], dim=1)
-
-
-def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """`[B, H, W, C] -> [B * nW, window, window, C]`, zero-padding H and W up to multiples of `window` first.
-
-    Returns the windows and the padded size `(Hp, Wp)` that `window_unpartition` needs.
-    """
-    batch, height, width, channels = x.shape
-    pad_h, pad_w = (-height) % window, (-width) % window
-    if pad_h or pad_w:
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-    hp, wp = height + pad_h, width + pad_w
-    x = x.view(batch, hp // window, window, wp // window, window, channels)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, channels), (hp, wp)
-
-
-def window_unpartition(
-    windows: torch.Tensor, window: int, padded: tuple[int, int], size: tuple[int, int]
-) -> torch.Tensor:
-    """Inverse of `window_partition`: `[B * nW, window, window, C] -> [B, H, W, C]`, padding removed."""
-    hp, wp = padded
-    batch = windows.shape[0] // ((hp // window) * (wp // window))
-    x = windows.view(batch, hp // window, wp // window, window, window, -1)
-    x = x.permute(0, 1, 3, 2, 4, 5).reshape(batch, hp, wp, -1)
-    return x[:, : size[0], : size[1]].contiguous()
 
 
 class DecomposedRelPos(nn.Module):
@@ -158,8 +116,8 @@ def spatial_block(block: Block, x: torch.Tensor, window: int, rel_pos: Decompose
     height, width = x.shape[1:3]
     y = block.norm1(x)
     if window:
-        y, padded = window_partition(y, window)
-        y = window_unpartition(_attend(block, y, rel_pos), window, padded, (height, width))
+        y, padded = window_partition(y, window)  # zero-pads H and W up to multiples of the window (ViTDet)
+        y = window_unpartition(_attend(block, y, rel_pos), window, (height, width), padded)
     else:
         y = _attend(block, y, rel_pos)
     x = x + block.drop_path1(block.ls1(y))
@@ -245,7 +203,8 @@ class RILSViT(BaseModule):
         """`[B, C, H, W] -> tuple of [B, D, ceil(H/p), ceil(W/p)]` (inputs are zero-padded to a patch multiple)."""
         x = self.patch_embed(images)  # [B, h, w, D]
         batch, h, w, dim = x.shape
-        pos = resize_pos_embed(self.pos_embed, (h, w))  # [1, 1+h*w, D]
+        # Bicubic, no antialiasing (the same grid returns the parameter itself). [1, 1+h*w, D]
+        pos = resample_abs_pos_embed(self.pos_embed, (h, w), antialias=False)
         x = x.reshape(batch, h * w, dim) + pos[:, 1:]  # [B, L, D]
         n_prefix = 0
         if self.cls_token is not None:

@@ -15,7 +15,7 @@ key is listed, none is skipped silently.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,44 +23,40 @@ from typing import Any
 import torch
 from torch import nn
 
-from rils_bench.checkpoint import CheckpointError, load_checkpoint
+from rils_bench.checkpoint import (
+    BACKBONE_PREFIX,
+    VISUAL_PREFIX,
+    CheckpointError,
+    KeyReport,
+    compare_keys,
+    load_checkpoint,
+    strip_prefix,
+)
 from rils_bench.fileio import atomic_write, sha256_of
-from rils_bench.models.pretrained import ENCODER_PREFIX, load_pretrained
+from rils_bench.models.pretrained import load_pretrained
 from rils_bench.models.registry import resolve_config
 
-TARGETS = {"timm": "", "mmdet": "backbone.", "mmseg": "backbone."}
-VISUAL_PREFIX = ENCODER_PREFIX + "visual."
+TARGETS = {"timm": "", "mmdet": BACKBONE_PREFIX, "mmseg": BACKBONE_PREFIX}
 
 
 @dataclass
-class ConversionReport:
-    """The outcome of one conversion; `missing`, `unexpected` and `mismatched` are relative to the target model."""
+class ConversionReport(KeyReport):
+    """The key report of one conversion (relative to the target model), plus where the file went."""
 
-    source: str
-    target: str
-    out: Path
-    arch: str
-    n_tensors: int
-    n_dropped: int  # tensors of the checkpoint that are not the image encoder (text tower, decoder, projection)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
+    target: str = ""
+    out: Path = Path()
+    arch: str = ""
+    n_tensors: int = 0
+    n_dropped: int = 0  # tensors of the checkpoint that are not the image encoder (text tower, decoder, projection)
 
     def lines(self) -> list[str]:
-        """The report as printed by the CLI: summary, then every missing / unexpected / mismatched key."""
-        prefix = TARGETS[self.target]
-        out = [
+        """The report as printed by the CLI: summary, then every key that was not simply converted."""
+        self.headline = (
             f"{self.source} -> {self.out} ({self.target}, {self.arch}): {self.n_tensors} tensors under prefix "
-            f"{prefix!r}; {self.n_dropped} non-encoder tensors left out",
-            f"missing keys ({len(self.missing)}): {', '.join(self.missing) or 'none'}",
-            f"unexpected keys ({len(self.unexpected)}): {', '.join(self.unexpected) or 'none'}",
-        ]
-        out += [f"shape mismatch: {k} ({why})" for k, why in self.mismatched.items()]
-        return out
+            f"{TARGETS[self.target]!r}; {self.n_dropped} non-encoder tensors left out; missing {len(self.missing)}, "
+            f"unexpected {len(self.unexpected)}, shape-mismatched {len(self.mismatched)}"
+        )
+        return super().lines()
 
 
 def visual_state_of(spec: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:
@@ -79,7 +75,7 @@ def visual_state_of(spec: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         return dict(encoder.visual.state_dict()), dict(encoder.config), meta, 0
     payload = load_checkpoint(spec)
     weights, meta = payload["state_dict"], payload["meta"]
-    visual = {k.removeprefix(VISUAL_PREFIX): v for k, v in weights.items() if k.startswith(VISUAL_PREFIX)}
+    visual = strip_prefix(weights, VISUAL_PREFIX)
     if not visual or "model_config" not in meta:
         raise CheckpointError(f"{spec} holds no image encoder (no 'encoder.visual.*' weights or no model_config)")
     source = {"source": spec, "source_sha256": sha256_of(spec), "method": meta.get("method"), "seed": meta.get("seed")}
@@ -102,19 +98,6 @@ def target_model(target: str, model_config: dict[str, Any]) -> nn.Module:
 
         return RILSViT(config)
     raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
-
-
-def compare_keys(state: dict[str, torch.Tensor], model: nn.Module) -> tuple[list[str], list[str], dict[str, str]]:
-    """`(missing, unexpected, mismatched)` of unprefixed tensors against a model's state dict, in model order."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = {
-        k: f"file {tuple(v.shape)}, model {tuple(expected[k].shape)}"
-        for k, v in state.items()
-        if k in expected and v.shape != expected[k].shape
-    }
-    return missing, unexpected, mismatched
 
 
 def write_backbone(
@@ -147,10 +130,10 @@ def convert_checkpoint(spec: str | os.PathLike, *, to: str, out: str | os.PathLi
         raise CheckpointError(f"unknown conversion target {to!r}; choose one of {', '.join(TARGETS)}")
     spec = str(spec)
     state, model_config, source, n_dropped = visual_state_of(spec)
-    missing, unexpected, mismatched = compare_keys(state, target_model(to, model_config))
+    keys = compare_keys(state, target_model(to, model_config), source=spec)
     meta = {**source, "target": to, "arch": model_config["name"], "model_config": model_config}
     path = write_backbone(state, to=to, out=out or default_out(spec, to), meta=meta)
     return ConversionReport(
         source=spec, target=to, out=path, arch=model_config["name"], n_tensors=len(state), n_dropped=n_dropped,
-        missing=missing, unexpected=unexpected, mismatched=mismatched,
+        loaded=keys.loaded, missing=keys.missing, unexpected=keys.unexpected, mismatched=keys.mismatched,
     )  # fmt: skip

@@ -11,7 +11,6 @@ A retrieval set is a list of (image, caption) pairs, the i-th caption belonging 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import re
@@ -19,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
+from rils_bench.data.imagetext import ImageTextTable
 from rils_bench.errors import UserError
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 FOLDER_PREFIX = "imagefolder:"
 # Built-in classification sets -> the sub-folder that holds the ImageNet-style tree.
 CLASSIFICATION_SETS = {"fashion-mnist": "", "animal-mnist": "", "emoji-styles": "", "shapes": "imagefolder"}
@@ -157,14 +157,18 @@ def folder_sha256(root: Path) -> str:
 
 
 def class_folders(root: Path) -> tuple[str, ...]:
-    """The sorted class folders of `root/train` (or `root/val` when there is no train split)."""
+    """The sorted class folders of `root/train` (or `root/val` when there is no train split), as `ImageFolder`."""
     split_dir = next((root / s for s in ("train", "val") if (root / s).is_dir()), None)
     if split_dir is None:
         raise UserError(f"{root} has neither train/ nor val/ (expected the ImageNet layout: train/<class>/*.png)")
-    folders = tuple(sorted(p.name for p in split_dir.iterdir() if p.is_dir()))
-    if not folders:
-        raise UserError(f"{split_dir} has no class folders")
-    return folders
+    return _find_classes(split_dir)
+
+
+def _find_classes(split_dir: Path) -> tuple[str, ...]:
+    try:
+        return tuple(find_classes(split_dir)[0])
+    except FileNotFoundError:
+        raise UserError(f"{split_dir} has no class folders") from None
 
 
 def read_classnames(root: Path, folders: tuple[str, ...]) -> tuple[str, ...]:
@@ -196,33 +200,27 @@ def scan_split(root: Path, split: str, folders: tuple[str, ...]) -> LabelledImag
     split_dir = root / split
     if not split_dir.is_dir():
         raise UserError(f"{root} has no {split}/ split")
-    present = tuple(sorted(p.name for p in split_dir.iterdir() if p.is_dir()))
+    present = _find_classes(split_dir)
     if present != folders:
         diff = sorted(set(present) ^ set(folders))[:3]
         raise UserError(f"{split_dir}: class folders differ from the dataset's classes (e.g. {diff})")
-    paths, labels = [], []
-    for label, folder in enumerate(folders):
-        files = sorted(p for p in (split_dir / folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
-            raise UserError(f"image folder has an empty class: {split_dir / folder}")
-        paths += files
-        labels += [label] * len(files)
-    return LabelledImages(paths, np.asarray(labels, dtype=np.int64))
+    samples = make_dataset(
+        split_dir, {f: i for i, f in enumerate(folders)}, extensions=IMG_EXTENSIONS, allow_empty=True
+    )
+    counts = np.bincount([label for _, label in samples], minlength=len(folders))
+    if not counts.all():
+        raise UserError(f"image folder has an empty class: {split_dir / folders[int(np.argmin(counts))]}")
+    paths = [Path(path) for path, _ in samples]
+    return LabelledImages(paths, np.asarray([label for _, label in samples], dtype=np.int64))
 
 
 def read_pairs(path: Path) -> tuple[list[Path], list[str]]:
-    """`(image paths, captions)` from a CSV with `filepath` and `caption` columns (paths relative to the CSV)."""
-    if not path.is_file():
-        raise UserError(f"pairs file not found: {path}")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not {"filepath", "caption"} <= set(reader.fieldnames or ()):
-            raise UserError(f"{path} needs 'filepath' and 'caption' columns, has {reader.fieldnames}")
-        rows = list(reader)
-    if not rows:
+    """`(image paths, captions)` from a CSV/TSV with `filepath` and `caption` columns (paths relative to it), read
+    by the same `ImageTextTable` pre-training uses."""
+    table = ImageTextTable(path)
+    if not len(table):
         raise UserError(f"{path} holds no pairs")
-    paths = [path.parent / row["filepath"] for row in rows]
-    missing = next((p for p in paths if not p.is_file()), None)
+    missing = next((p for p in table.paths if not p.is_file()), None)
     if missing is not None:
         raise UserError(f"{path}: image not found: {missing}")
-    return paths, [row["caption"] for row in rows]
+    return list(table.paths), list(table.captions)

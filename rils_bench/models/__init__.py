@@ -4,6 +4,7 @@ Downstream code builds an encoder with `create_model(name, **overrides)` (or `cr
 calls only its evaluation interface: `forward_features`, `get_intermediate_layers`, `encode_image`, `encode_text`.
 """
 
+from rils_bench.models.pretrained import PretrainedInfo, load_pretrained
 from rils_bench.models.registry import (
     ImageTextEncoder,
     create_model,
@@ -18,11 +19,13 @@ from rils_bench.models.vit import MaskedDecoder, VisionTransformer, random_maski
 __all__ = [
     "ImageTextEncoder",
     "MaskedDecoder",
+    "PretrainedInfo",
     "VisionTransformer",
     "build_text_tower",
     "create_model",
     "get_model_config",
     "list_models",
+    "load_pretrained",
     "random_masking",
     "register_model",
     "resolve_config",

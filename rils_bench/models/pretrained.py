@@ -17,11 +17,10 @@ from typing import Any
 
 import torch
 
-from rils_bench.checkpoint import FORMAT, CheckpointError
+from rils_bench.checkpoint import ENCODER_PREFIX, FORMAT, CheckpointError, load_strict, read_tensor_file, strip_prefix
 from rils_bench.fileio import sha256_of
 from rils_bench.models.registry import ImageTextEncoder, get_model_config, list_models, resolve_config
 
-ENCODER_PREFIX = "encoder."
 TIMM_HEAD_PREFIXES = ("head.", "head_drop.")  # the classifier, dropped: only the encoder is evaluated
 _TIMM_SHAPE_KEYS = ("img_size", "patch_size", "in_chans", "width", "depth", "heads", "mlp_ratio")
 
@@ -60,7 +59,7 @@ def load_pretrained(
         encoder = ImageTextEncoder(get_model_config(name))
         return encoder.eval(), PretrainedInfo(spec, "random", "random", name, None, seed=seed)
 
-    payload = _load_tensor_file(Path(spec))
+    payload = read_tensor_file(Path(spec), expected="a rils-bench checkpoint or a timm ViT state dict")
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         return _from_rils_checkpoint(spec, payload)
     weights = _timm_state_dict(payload)
@@ -77,38 +76,14 @@ def _check_arch(name: str, spec: str) -> None:
         raise CheckpointError(f"unknown architecture {name!r} in {spec!r}; registered: {', '.join(list_models())}")
 
 
-def _load_tensor_file(path: Path) -> Any:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises pickle, zip and unpickler errors of many types
-        raise CheckpointError(
-            f"{path} is neither a rils-bench checkpoint nor a timm ViT state dict "
-            f"(not a tensor-only torch file: {type(err).__name__})"
-        ) from err
-
-
-def _load_strict(encoder: ImageTextEncoder, state: dict[str, torch.Tensor], spec: str, name: str) -> None:
-    try:
-        result = encoder.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # size mismatches
-        raise CheckpointError(f"{spec}: weights do not match {name} ({str(err).splitlines()[-1].strip()})") from err
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{spec}: weights do not match {name} "
-            f"(missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]})"
-        )
-
-
 def _from_rils_checkpoint(spec: str, payload: dict[str, Any]) -> tuple[ImageTextEncoder, PretrainedInfo]:
     meta = payload.get("meta", {})
     weights = payload.get("state_dict", {})
-    state = {k.removeprefix(ENCODER_PREFIX): v for k, v in weights.items() if k.startswith(ENCODER_PREFIX)}
+    state = strip_prefix(weights, ENCODER_PREFIX)
     if "model_config" not in meta or not any(k.startswith("visual.") for k in state):
         raise CheckpointError(f"{spec} holds no image encoder (no 'model_config' or no 'encoder.visual.*' weights)")
     encoder = ImageTextEncoder(resolve_config(meta["model_config"]))
-    _load_strict(encoder, state, spec, meta["model_config"]["name"])
+    load_strict(encoder, state, source=spec, target=meta["model_config"]["name"])
     info = PretrainedInfo(
         spec=spec,
         kind="rils-bench",
@@ -171,7 +146,7 @@ def _from_timm(
         # Any registered size serves as the base: every encoder key is overridden, the text tower is dropped.
         config = get_model_config(match or list_models()[0], **shape, embed_dim=None)
     encoder = ImageTextEncoder(config)
-    _load_strict(encoder, {f"visual.{k}": v for k, v in weights.items()}, spec, name)
+    load_strict(encoder, {f"visual.{k}": v for k, v in weights.items()}, source=spec, target=name)
     info = PretrainedInfo(spec, "timm", "timm", name, sha256_of(spec), meta={"model_config": config})
     return encoder.eval(), info
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 from dense_testing import ARCH
+from timm.layers import resample_abs_pos_embed
+from timm.models.vision_transformer_sam import window_partition, window_unpartition
 
 from rils_bench.adapters.backbone import (
     DecomposedRelPos,
     RILSViT,
-    resize_pos_embed,
     resolve_global_indices,
     resolve_out_indices,
-    window_partition,
-    window_unpartition,
 )
 from rils_bench.adapters.loading import load_visual_state
 from rils_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -81,7 +80,7 @@ def test_mmdet_and_mmseg_build_the_same_class(exported):
 def test_position_embedding_interpolation_is_the_identity_at_the_pretraining_size(exported):
     path, encoder = exported
     pos = encoder.visual.pos_embed  # [1, 1+16, 32]
-    assert resize_pos_embed(pos, (4, 4)) is pos
+    assert resample_abs_pos_embed(pos, (4, 4), antialias=False) is pos
     backbone = _from_checkpoint(path)  # img_size defaults to the pre-training 32 px
     assert torch.equal(backbone.pos_embed.data, pos)
     # The bicubic path itself, forced at the same size, changes nothing either.
@@ -97,7 +96,7 @@ def test_position_embedding_resized_at_load_and_per_input(exported):
     assert backbone.pos_embed.shape == (1, 1 + 64, 32)
     assert torch.equal(backbone.pos_embed.data[:, 0], pos[:, 0])  # the cls row is kept as is
     constant = torch.ones(1, 17, 5)
-    assert torch.allclose(resize_pos_embed(constant, (6, 3)), torch.ones(1, 19, 5))
+    assert torch.allclose(resample_abs_pos_embed(constant, (6, 3), antialias=False), torch.ones(1, 19, 5))
     with torch.no_grad():
         assert backbone(torch.randn(1, 3, 48, 40))[0].shape == (1, 32, 6, 5)
 
@@ -148,7 +147,7 @@ def test_window_partition_round_trip_with_padding():
     x = torch.randn(2, 5, 7, 3)
     windows, padded = window_partition(x, 3)
     assert windows.shape == (2 * 2 * 3, 3, 3, 3) and padded == (6, 9)
-    assert torch.equal(window_unpartition(windows, 3, padded, (5, 7)), x)
+    assert torch.equal(window_unpartition(windows, 3, (5, 7), padded), x)
     assert torch.equal(windows[1], x[0, 0:3, 3:6])  # raster order of windows within an image
 
 

@@ -72,8 +72,10 @@ def test_key_report_lists_every_missing_and_unexpected_key(exported, tmp_path, c
 
     assert _run_cli(["convert", str(damaged), "--to", "mmdet", "--out", str(tmp_path / "mm.pth")]) == 1
     printed = capsys.readouterr().out
-    assert "missing keys (2): blocks.0.norm1.weight, norm.bias" in printed
-    assert "unexpected keys (1): head.weight" in printed
+    # The one key report format (rils_bench.checkpoint.KeyReport): counts on the summary line, then a line per key.
+    assert "missing 2, unexpected 1, shape-mismatched 0" in printed
+    assert "  missing key: blocks.0.norm1.weight\n  missing key: norm.bias\n" in printed
+    assert "  unexpected key: head.weight" in printed
 
 
 def test_refuses_a_checkpoint_without_image_encoder(exported, tmp_path):

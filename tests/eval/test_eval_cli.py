@@ -75,7 +75,7 @@ def bad_inputs(ckpt, tmp_path) -> dict[str, tuple[list[str], str]]:
         "k too large": (["fewshot", "--shots", "1,6"], "6-shot needs 6 training images per class"),
         "unknown dataset": (["fewshot", "--shots", "1", "--dataset", "nope"], "unknown dataset 'nope'"),
         "missing ckpt": (["fewshot", "--shots", "1", "--ckpt", str(tmp_path / "no.pt")], "checkpoint not found"),
-        "not a ckpt": (["linear", "--ckpt", str(tmp_path / "junk.pt")], "neither a rils-bench checkpoint"),
+        "not a ckpt": (["linear", "--ckpt", str(tmp_path / "junk.pt")], "expected a rils-bench checkpoint or a timm"),
         "empty class": (["knn", "--dataset", f"imagefolder:{root}"], "empty class"),
         "image-only": (["zeroshot", "--ckpt", str(make_checkpoint(tmp_path / "mae.pt", "mae"))], "needs a text tower"),
     }

@@ -62,7 +62,9 @@ def test_refused_files(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_pretrained(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
-    with pytest.raises(CheckpointError, match="neither a rils-bench checkpoint nor a timm ViT"):
+    with pytest.raises(
+        CheckpointError, match="not a tensor-only torch file .*; expected a rils-bench checkpoint or a timm"
+    ):
         load_pretrained(tmp_path / "junk.pt")
     torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "resnet.pt")
     with pytest.raises(CheckpointError, match="neither a rils-bench checkpoint nor a timm ViT"):
