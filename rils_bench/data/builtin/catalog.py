@@ -1,13 +1,13 @@
-"""Every built-in dataset, registered explicitly in one place (`rils-bench data list` shows them)."""
+"""Every built-in dataset, declared once in `CATALOG` (`rils-bench data list` shows them; `registry` looks them up)."""
 
 from __future__ import annotations
 
 from rils_bench.data.builtin import classify_sets, imagetext_set, paste, retrieval_set, shapes
-from rils_bench.data.builtin.registry import BuiltinDataset, register
+from rils_bench.data.builtin.spec import BuiltinDataset
 
 IMAGEFOLDER = "ImageNet-style train/<class>/*.png, val/<class>/*.png + classnames.json"
 
-register(
+CATALOG: tuple[BuiltinDataset, ...] = (
     BuiltinDataset(
         name="imagetext",
         description="pre-training pairs: Twitter emoji, OpenClipArt, Tux Paint stamps, Fashion-/Animal-MNIST train "
@@ -24,9 +24,7 @@ register(
         ),
         build=imagetext_set.build,
         defaults=imagetext_set.DEFAULTS,
-    )
-)
-register(
+    ),
     BuiltinDataset(
         name="fashion-mnist",
         description="Fashion-MNIST, official 60k/10k split, 10 classes, 28x28 gray",
@@ -34,9 +32,7 @@ register(
         license="MIT",
         sources=("dataset-fashion-mnist",),
         build=classify_sets.build_fashion_mnist,
-    )
-)
-register(
+    ),
     BuiltinDataset(
         name="animal-mnist",
         description="Animal-MNIST silhouettes, 10 classes x 1000, fixed seeded 80/20 split",
@@ -45,9 +41,7 @@ register(
         sources=("animal-mnist",),
         build=classify_sets.build_animal_mnist,
         defaults=classify_sets.ANIMAL_DEFAULTS,
-    )
-)
-register(
+    ),
     BuiltinDataset(
         name="emoji-styles",
         description="emoji category classification: train on Twitter-style images, test on Google-style (domain shift)",
@@ -56,9 +50,7 @@ register(
         sources=("emoji-datasource-twitter", "emoji-datasource-google"),
         build=classify_sets.build_emoji_styles,
         defaults=classify_sets.EMOJI_DEFAULTS,
-    )
-)
-register(
+    ),
     BuiltinDataset(
         name="retrieval",
         description="image-text retrieval on held-out items: emoji name -> Google-style image; "
@@ -68,9 +60,7 @@ register(
         sources=("emoji-datasource-google", "tuxpaint-stamps-default"),
         build=retrieval_set.build,
         defaults=retrieval_set.DEFAULTS,
-    )
-)
-register(
+    ),
     BuiltinDataset(
         name="pastecoco",
         description="instance detection + segmentation: real RGBA cut-outs (Tux Paint photos, emoji) pasted on crops "
@@ -80,9 +70,7 @@ register(
         sources=("tuxpaint-stamps-default", "emoji-datasource-twitter"),
         build=paste.build_coco,
         defaults=paste.DEFAULTS,
-    )
-)
-register(
+    ),
     BuiltinDataset(
         name="pasteade",
         description="semantic segmentation from the pastecoco generator (same seed, same scenes)",
@@ -91,9 +79,7 @@ register(
         sources=("tuxpaint-stamps-default", "emoji-datasource-twitter"),
         build=paste.build_ade,
         defaults=paste.DEFAULTS,
-    )
-)
-register(
+    ),
     BuiltinDataset(
         name="shapes",
         description="drawn shapes with masks and captions, no download at all: for unit tests only",
@@ -102,5 +88,5 @@ register(
         sources=(),
         build=shapes.build,
         defaults=shapes.DEFAULTS,
-    )
+    ),
 )

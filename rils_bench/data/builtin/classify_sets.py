@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from rils_bench.data.builtin import sources
-from rils_bench.data.builtin.registry import BuildContext, Counts
+from rils_bench.data.builtin.spec import BuildContext, Counts
 from rils_bench.data.builtin.writers import png_bytes, slug, write_json
 
 ANIMAL_DEFAULTS = {"val_fraction": 0.2}

@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from rils_bench.data.builtin import classify_sets, sources
-from rils_bench.data.builtin.registry import BuildContext, Counts
+from rils_bench.data.builtin.spec import BuildContext, Counts
 from rils_bench.data.builtin.writers import png_bytes, write_table, write_wds_shards
 
 # val_fraction is shared with retrieval_set (which imports it): the held-out items must be the same.

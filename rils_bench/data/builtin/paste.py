@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from rils_bench.data.builtin import compose, sources
-from rils_bench.data.builtin.registry import BuildContext, Counts
+from rils_bench.data.builtin.spec import BuildContext, Counts
 from rils_bench.data.builtin.writers import write_json
 
 DEFAULTS: dict[str, Any] = {"n_train": 400, "n_val": 100, "image_size": 256, "max_objects": 6, "min_area": 64}

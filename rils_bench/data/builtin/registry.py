@@ -1,44 +1,17 @@
-"""The built-in datasets: what each is, which packages it needs, and the function that builds it.
+"""The built-in datasets by name: lookup and listing over the catalog.
 
-A builder receives a `BuildContext` (an empty directory to fill, the verified archives, the seed
-and options) and returns its counts; `prepare.py` does everything around it (fetching, atomic
-rename, manifest, content hash). Builders register themselves in `BUILTINS` below, explicitly.
+A builder receives a `BuildContext` (an empty directory to fill, the verified archives, the seed and options) and
+returns its counts; `prepare.py` does everything around it (fetching, atomic rename, manifest, content hash).
+Every built-in set is declared once, in `catalog.py`; `register` adds another (tests use it for toy sets).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
+from rils_bench.data.builtin.catalog import CATALOG
+from rils_bench.data.builtin.spec import BuildContext, BuiltinDataset, Counts
 from rils_bench.errors import UserError
 
-
-@dataclass
-class BuildContext:
-    """What a builder gets. It writes only under `out`, and draws randomness only from `seed`."""
-
-    out: Path
-    archives: dict[str, Path]  # source name (a key of fetch.SOURCES) -> verified archive
-    seed: int
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-Counts = dict[str, Any]  # e.g. {"train": {"cat": 10, ...}, "val": {...}} or {"train": 400, "val": 100}
-
-
-@dataclass(frozen=True)
-class BuiltinDataset:
-    name: str
-    description: str
-    format: str
-    license: str
-    sources: tuple[str, ...]  # keys of fetch.SOURCES; empty for generated sets
-    build: Callable[[BuildContext], Counts]
-    defaults: dict[str, Any] = field(default_factory=dict)  # options and their default values
-    code_version: int = 1  # bump when the builder's output changes, so prepared copies become stale
-
+__all__ = ["BUILTINS", "BuildContext", "BuiltinDataset", "Counts", "all_datasets", "get", "register"]
 
 BUILTINS: dict[str, BuiltinDataset] = {}
 
@@ -50,9 +23,12 @@ def register(dataset: BuiltinDataset) -> BuiltinDataset:
     return dataset
 
 
+for _dataset in CATALOG:
+    register(_dataset)
+
+
 def get(name: str) -> BuiltinDataset:
     """Look up a built-in dataset; the error lists the valid names."""
-    _load_all()
     try:
         return BUILTINS[name]
     except KeyError:
@@ -60,10 +36,4 @@ def get(name: str) -> BuiltinDataset:
 
 
 def all_datasets() -> list[BuiltinDataset]:
-    _load_all()
     return list(BUILTINS.values())
-
-
-def _load_all() -> None:
-    # Imported here, not at module import, so `registry` stays cheap and free of cycles.
-    from rils_bench.data.builtin import catalog  # noqa: F401  (registers every built-in set)

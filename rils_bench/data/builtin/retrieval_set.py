@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rils_bench.data.builtin import imagetext_set, sources
-from rils_bench.data.builtin.registry import BuildContext, Counts
+from rils_bench.data.builtin.spec import BuildContext, Counts
 from rils_bench.data.builtin.writers import png_bytes, write_table
 
 # One source of truth for the held-out fraction: the pre-training set's.

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from rils_bench.data.builtin import compose
-from rils_bench.data.builtin.registry import BuildContext, Counts
+from rils_bench.data.builtin.spec import BuildContext, Counts
 from rils_bench.data.builtin.writers import png_bytes, slug, write_json, write_png, write_table, write_wds_shards
 
 DEFAULTS: dict[str, Any] = {"n_train": 40, "n_val": 16, "image_size": 64}
