@@ -17,8 +17,9 @@ _base_ = [
 ]
 custom_imports = dict(imports=["rils_bench.adapters.mmdet"], allow_failed_imports=False)
 
-dataset_name = "coco"  # the record's dataset; `rils-bench dense` fits the model to the checkpoint's size
-arch = "rils_vit_base_patch16"
+dataset_name = "coco"  # the record's dataset
+# The encoder size is the checkpoint's: `rils-bench dense` fills in backbone.arch and the neck's in_channels and
+# backbone_stride from it (rils_bench.adapters.dense_config.fit_to_encoder), so this config does not state them.
 data_root = "{{$DATA_ROOT:data/coco/}}"
 image_size = (1024, 1024)
 head_norm = dict(type="LN2d", requires_grad=True)
@@ -28,7 +29,6 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type="RILSViT",
-        arch=arch,
         img_size=image_size[0],
         out_indices="last",
         final_norm=False,
@@ -42,9 +42,7 @@ model = dict(
     neck=dict(
         _delete_=True,
         type="SimpleFeaturePyramid",
-        in_channels=768,
         out_channels=256,
-        backbone_stride=16,
         strides=(4, 8, 16, 32),
         num_outs=5,
     ),

@@ -18,7 +18,6 @@
 _base_ = "./mask-rcnn_rils-vit-base_coco-100e.py"
 
 dataset_name = "pastecoco"
-arch = "rils_vit_tiny_patch8"
 data_root = "{{$DATA_ROOT:data/pastecoco/}}"
 image_size = (128, 128)
 width = 64
@@ -26,8 +25,8 @@ max_epochs = 10
 
 model = dict(
     data_preprocessor=dict(batch_augments=[dict(type="BatchFixedSizePad", size=image_size, pad_mask=True)]),
-    backbone=dict(arch=arch, img_size=image_size[0]),
-    neck=dict(in_channels=192, out_channels=width, backbone_stride=8),
+    backbone=dict(img_size=image_size[0]),
+    neck=dict(out_channels=width),
     rpn_head=dict(in_channels=width, feat_channels=width, anchor_generator=dict(scales=[4])),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=width),

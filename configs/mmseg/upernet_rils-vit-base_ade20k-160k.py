@@ -18,8 +18,10 @@ _base_ = [
 ]
 custom_imports = dict(imports=["rils_bench.adapters.mmseg"], allow_failed_imports=False)
 
-dataset_name = "ade20k"  # the record's dataset; `rils-bench dense` fits the model to the checkpoint's size
-arch = "rils_vit_base_patch16"
+dataset_name = "ade20k"  # the record's dataset
+# The encoder size is the checkpoint's: `rils-bench dense` fills in backbone.arch and the neck's in_channels and
+# scales from it (rils_bench.adapters.dense_config.fit_to_encoder), so this config does not state them (for ViT-B/16:
+# [768] * 4 and 4, 2, 1, 0.5, MAE's).
 data_root = "{{$DATA_ROOT:data/ade/ADEChallengeData2016/}}"
 crop_size = (512, 512)
 max_iters = 160000
@@ -31,7 +33,6 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type="RILSViT",
-        arch=arch,
         img_size=crop_size[0],
         out_indices="uper",
         final_norm=True,
@@ -39,7 +40,7 @@ model = dict(
         drop_path_rate=0.1,
         init_cfg=None,  # `rils-bench dense` sets dict(type='Pretrained', checkpoint=<converted backbone>)
     ),
-    neck=dict(in_channels=[768] * 4, out_channels=768, scales=[4, 2, 1, 0.5]),
+    neck=dict(_delete_=True, type="MultiLevelNeck", out_channels=768),  # mmseg's base states ViT-B's inputs
     decode_head=dict(in_channels=[768] * 4, channels=768, num_classes=150),
     auxiliary_head=dict(in_channels=768, num_classes=150),
     test_cfg=dict(mode="slide", crop_size=crop_size, stride=(341, 341)),

@@ -14,7 +14,6 @@
 _base_ = "./upernet_rils-vit-base_ade20k-160k.py"
 
 dataset_name = "pasteade"
-arch = "rils_vit_tiny_patch8"
 data_root = "{{$DATA_ROOT:data/pasteade/}}"
 crop_size = (128, 128)
 image_scale = (256, 256)
@@ -25,8 +24,8 @@ head_norm = dict(type="BN", requires_grad=True)
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch=arch, img_size=crop_size[0]),
-    neck=dict(in_channels=[192] * 4, out_channels=width, scales=[2, 1, 0.5, 0.25]),
+    backbone=dict(img_size=crop_size[0]),
+    neck=dict(out_channels=width),
     decode_head=dict(in_channels=[width] * 4, channels=width, norm_cfg=head_norm),
     auxiliary_head=dict(in_channels=width, channels=width // 2, norm_cfg=head_norm),
     test_cfg=dict(mode="slide", crop_size=crop_size, stride=(85, 85)),

@@ -86,27 +86,44 @@ def load_config(path: Path, data_root: str | os.PathLike | None = None) -> Confi
 
 
 def fit_to_encoder(cfg: Config, task: str, model_config: dict[str, Any]) -> list[str]:
-    """Make backbone and neck match the checkpoint's encoder; returns notes on what changed, for the log.
+    """Fill in what the checkpoint's encoder decides; returns one note per value, for the log.
 
     The backbone gets the full model config (so an overridden size rebuilds exactly); the neck gets the encoder's
-    width and patch stride (ViTDet pyramid) or one input per UperNet output at strides 4-32 (MultiLevelNeck).
+    width and patch stride (ViTDet pyramid) or one input per UperNet output at strides 4-32 (MultiLevelNeck). The
+    configs leave these out. A config or `--cfg-options` that states one must agree with the checkpoint: nothing
+    it says is replaced silently.
+
+    Raises:
+        UserError: a stated value that the checkpoint contradicts, or a backbone selecting the wrong number of
+            outputs for UperNet.
     """
-    backbone = cfg.model.backbone
-    wanted = backbone.arch if isinstance(backbone.arch, str) else backbone.arch.get("name")
-    notes = []
-    if wanted != model_config["name"]:
-        notes.append(f"the config was written for {wanted}; fitted to the checkpoint's {model_config['name']}")
+    backbone, neck, name = cfg.model.backbone, cfg.model.neck, model_config["name"]
+    stated = backbone.get("arch")
+    if stated is not None and stated != name and not (isinstance(stated, dict) and dict(stated) == model_config):
+        shown = stated if isinstance(stated, str) else stated.get("name")
+        raise UserError(
+            f"the config states model.backbone.arch={shown!r}, but the checkpoint's encoder is {name}: leave arch "
+            "out of the config (it comes from the checkpoint)"
+        )
     backbone.arch = dict(model_config)
     width, patch = model_config["width"], model_config["patch_size"]
     if task == "coco":
-        cfg.model.neck.in_channels = width
-        cfg.model.neck.backbone_stride = patch
+        derived = {"in_channels": width, "backbone_stride": patch}
     else:
         n_outputs = len(resolve_out_indices(backbone.out_indices, model_config["depth"]))
         if n_outputs != len(UPER_STRIDES):
             raise UserError(f"UperNet needs {len(UPER_STRIDES)} backbone outputs, the config selects {n_outputs}")
-        cfg.model.neck.in_channels = [width] * n_outputs
-        cfg.model.neck.scales = [patch / stride for stride in UPER_STRIDES]
+        derived = {"in_channels": [width] * n_outputs, "scales": [patch / stride for stride in UPER_STRIDES]}
+    notes = [f"backbone: {name} (width {width}, patch {patch}) from the checkpoint"]
+    for key, value in derived.items():
+        given = neck.get(key)
+        if given is not None and (list(given) if isinstance(given, (list, tuple)) else given) != value:
+            raise UserError(
+                f"the config states model.neck.{key}={given}, but the checkpoint's {name} needs {value}: leave it "
+                "out of the config (it comes from the checkpoint)"
+            )
+        neck[key] = value
+        notes.append(f"neck.{key} = {value}")
     return notes
 
 

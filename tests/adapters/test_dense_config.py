@@ -37,7 +37,28 @@ def test_fit_to_encoder(arch, scales):
     coco = _tiny("coco")
     notes = dense_config.fit_to_encoder(coco, "coco", model_config)
     assert (coco.model.neck.in_channels, coco.model.neck.backbone_stride) == (model_config["width"], scales[0] * 4)
-    assert bool(notes) == (arch != "rils_vit_tiny_patch8")
+    assert notes[0].startswith(f"backbone: {arch}") and f"neck.backbone_stride = {scales[0] * 4}" in notes
+
+
+@pytest.mark.parametrize(
+    ("task", "key", "value"),
+    [
+        ("coco", "backbone.arch", "rils_vit_base_patch16"),
+        ("coco", "neck.in_channels", 768),
+        ("coco", "neck.backbone_stride", 16),
+        ("ade", "neck.scales", [4, 2, 1, 0.5]),
+        ("ade", "neck.in_channels", [768] * 4),
+    ],
+)
+def test_a_stated_value_the_checkpoint_contradicts_is_refused(task, key, value):
+    """Configs leave the encoder-derived values out; one stated anyway (e.g. by --cfg-options) must agree."""
+    cfg = _tiny(task)
+    cfg.merge_from_dict({f"model.{key}": value})
+    with pytest.raises(UserError, match=rf"states model\.{key}=.*rils_vit_tiny_patch8"):
+        dense_config.fit_to_encoder(cfg, task, get_model_config("rils_vit_tiny_patch8"))
+    agreeing = _tiny(task)  # the same value stated for the encoder it belongs to is accepted
+    agreeing.merge_from_dict({f"model.{key}": value})
+    dense_config.fit_to_encoder(agreeing, task, get_model_config("rils_vit_base_patch16"))
 
 
 def test_apply_classes_reaches_wrapped_datasets_and_heads():
