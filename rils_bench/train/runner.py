@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,40 @@ def finalize_schedule(cfg: Config) -> None:
     decay.update(by_epoch=False, begin=warmup, end=max_iters, T_max=max_iters - warmup)
 
 
+# The environment variable each launcher sets to the number of processes (mmengine reads the same ones).
+_WORLD_SIZE_VARIABLES = {"pytorch": "WORLD_SIZE", "slurm": "SLURM_NTASKS", "mpi": "OMPI_COMM_WORLD_SIZE"}
+
+
+def launched_world_size(launcher: str) -> int:
+    """How many processes this run has: 1 without a launcher, else what the launcher put in the environment."""
+    if launcher == "none":
+        return 1
+    variable = _WORLD_SIZE_VARIABLES.get(launcher)
+    value = os.environ.get(variable or "", "")
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"--launcher {launcher}: {variable} is not set to a process count (got {value!r})")
+    return int(value)
+
+
+def finalize_batch(cfg: Config, world_size: int) -> None:
+    """Derive the per-rank batch from `global_batch` (when the config states one) and the actual world size.
+
+    Raises:
+        UserError: a global batch the ranks cannot share equally, or one that also states a per-rank batch.
+    """
+    if "global_batch" not in cfg:
+        return
+    global_batch = int(cfg.global_batch)
+    if global_batch % world_size:
+        raise UserError(f"global_batch={global_batch} does not split evenly over {world_size} processes")
+    if cfg.train_dataloader.get("batch_size") not in (None, global_batch // world_size):
+        raise UserError(
+            f"the config states both global_batch={global_batch} and train_dataloader.batch_size="
+            f"{cfg.train_dataloader.batch_size}, which disagree at {world_size} processes: state one"
+        )
+    cfg.train_dataloader.batch_size = global_batch // world_size
+
+
 def load_config(
     config: str | Path,
     *,
@@ -50,7 +85,7 @@ def load_config(
     resume: bool = False,
     launcher: str = "none",
 ) -> Config:
-    """The resolved config of a run: file, then command-line overrides, then the derived schedule."""
+    """The resolved config of a run: file, then command-line overrides, then the derived batch and schedule."""
     config = Path(config)
     if not config.is_file():
         raise UserError(f"config not found: {config}")
@@ -60,6 +95,7 @@ def load_config(
     cfg.work_dir = str(work_dir or cfg.get("work_dir") or Path("work_dirs") / config.stem)
     cfg.resume = resume
     cfg.launcher = launcher
+    finalize_batch(cfg, launched_world_size(launcher))
     finalize_schedule(cfg)
     return cfg
 

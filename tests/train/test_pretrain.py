@@ -8,6 +8,7 @@ from mmengine.config import Config
 
 from rils_bench.checkpoint import load_checkpoint
 from rils_bench.data.builtin.prepare import prepare
+from rils_bench.errors import UserError
 from rils_bench.models.pretrained import load_pretrained
 from rils_bench.train.runner import finalize_schedule, load_config, run_pretrain
 
@@ -160,3 +161,21 @@ def test_train_transform_resizes_the_whole_image_or_crops_part_of_it():
     torch.manual_seed(0)
     crops = [train_transform(64, crop_scale=(0.2, 0.3))(image) for _ in range(8)]
     assert all(x.shape == (3, 64, 64) and not torch.equal(x, whole) for x in crops)
+
+
+def test_per_rank_batch_is_derived_from_the_global_batch_and_the_actual_world_size(monkeypatch):
+    laion = f"{CONFIGS}/rils_vit-base-p16_laion20m.py"
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert load_config(laion).train_dataloader.batch_size == 4096  # one process does the whole step
+    for world, per_rank in [("64", 64), ("8", 512)]:
+        monkeypatch.setenv("WORLD_SIZE", world)
+        assert load_config(laion, launcher="pytorch").train_dataloader.batch_size == per_rank
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(UserError, match="does not split evenly over 3"):
+        load_config(laion, launcher="pytorch")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    with pytest.raises(UserError, match="disagree at 8 processes"):
+        load_config(laion, launcher="pytorch", cfg_options={"train_dataloader.batch_size": 64})
+    monkeypatch.delenv("WORLD_SIZE")
+    with pytest.raises(UserError, match="WORLD_SIZE is not set"):
+        load_config(laion, launcher="pytorch")

@@ -3,19 +3,16 @@
 # follow the SLIP recipe for ViT-B (AdamW lr 5e-4 at batch 4096, wd 0.5, betas 0.9/0.98, cosine, warm-up).
 _base_ = ["./runtime.py"]
 
-import os  # noqa: E402
-
 arch = "rils_vit_base_patch16"
 image_size = 224
-data_root = os.environ.get("DATA_ROOT", "data/laion20m")  # shards: {data_root}/{00000..01999}.tar
+data_root = "{{$DATA_ROOT:data/laion20m}}"  # shards: {data_root}/{00000..01999}.tar
 num_samples = 20_000_000
 epochs = 25
+# The batch of one optimizer step over all ranks. The per-rank `train_dataloader.batch_size` is derived from it and
+# the world size the run actually has (rils_bench.train.runner.finalize_batch): 64 GPUs get 64 each, one GPU 4096.
 global_batch = 4096
-gpus = int(os.environ.get("WORLD_SIZE", 64))
-batch_per_gpu = global_batch // gpus
 
 train_dataloader = dict(
-    batch_size=batch_per_gpu,
     num_workers=8,
     persistent_workers=True,
     sampler=None,  # an IterableDataset: shards are split across ranks and workers by webdataset
