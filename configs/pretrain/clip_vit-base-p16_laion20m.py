@@ -1,10 +1,5 @@
 # CLIP baseline, ViT-B/16, LAION-20M shards, 25 epochs at global batch 4096.
 # See _base_/laion_base.py for what is assumed.
-_base_ = ["./_base_/laion_base.py"]
+_base_ = ["./_base_/laion_base.py", "./_base_/methods/clip.py"]
 
-model = dict(
-    type="PretrainModel",
-    method="clip",
-    arch={{_base_.arch}},
-    data_preprocessor={{_base_.data_preprocessor}},
-)
+model = dict(arch={{_base_.arch}})

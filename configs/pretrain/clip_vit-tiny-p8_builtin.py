@@ -1,9 +1,4 @@
 # CLIP baseline (no masking, GAP image embedding, L_ITC only) on the same data, model and schedule as RILS.
-_base_ = ["./_base_/builtin_tiny.py"]
+_base_ = ["./_base_/builtin_tiny.py", "./_base_/methods/clip.py"]
 
-model = dict(
-    type="PretrainModel",
-    method="clip",
-    arch={{_base_.arch}},
-    data_preprocessor={{_base_.data_preprocessor}},
-)
+model = dict(arch={{_base_.arch}})

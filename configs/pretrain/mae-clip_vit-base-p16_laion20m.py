@@ -1,11 +1,5 @@
 # MAE+CLIP baseline, ViT-B/16, LAION-20M shards, 25 epochs at global batch 4096.
 # See _base_/laion_base.py for what is assumed.
-_base_ = ["./_base_/laion_base.py"]
+_base_ = ["./_base_/laion_base.py", "./_base_/methods/mae_clip.py"]
 
-model = dict(
-    type="PretrainModel",
-    method="mae_clip",
-    arch={{_base_.arch}},
-    method_cfg=dict(mask_ratio=0.75, mim_weight=1.0, norm_pix=True),
-    data_preprocessor={{_base_.data_preprocessor}},
-)
+model = dict(arch={{_base_.arch}})

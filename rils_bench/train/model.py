@@ -8,9 +8,18 @@ import torch
 from mmengine.dist import get_rank, get_world_size
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from rils_bench.methods import build_method
 from rils_bench.models.text import tokenize
+
+# uint8 `[B, 3, H, W]` batches -> float, normalised with CLIP's RGB statistics: the ones every evaluation uses
+# (`rils_bench.eval.features.eval_transform`), taken from open_clip so they are written nowhere else.
+CLIP_PREPROCESSOR = {
+    "type": "mmengine.ImgDataPreprocessor",
+    "mean": [255 * m for m in OPENAI_DATASET_MEAN],
+    "std": [255 * s for s in OPENAI_DATASET_STD],
+}
 
 
 @MODELS.register_module()
@@ -21,7 +30,8 @@ class PretrainModel(BaseModel):
         method: method name.
         arch: registry name of the model size, or a full model config dict.
         method_cfg: keyword arguments of the method (e.g. `mask_ratio`, `detach_prototypes`).
-        data_preprocessor: mmengine data preprocessor config (normalisation happens there).
+        data_preprocessor: mmengine data preprocessor config (normalisation happens there); default
+            `CLIP_PREPROCESSOR`.
 
     mmengine sums every logged value whose key contains "loss"; the method's total is `loss` and its terms are
     logged without that word (`itc`, `mim`), so the total is not counted twice.
@@ -35,7 +45,7 @@ class PretrainModel(BaseModel):
         data_preprocessor: dict[str, Any] | None = None,
         init_cfg: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        super().__init__(data_preprocessor=data_preprocessor or dict(CLIP_PREPROCESSOR), init_cfg=init_cfg)
         self.method_name = method
         # The rank and world size are fixed for a run; the launcher has set up the process group by now.
         self.rank, self.world_size = get_rank(), get_world_size()

@@ -20,12 +20,8 @@ default_hooks = dict(
 )
 custom_hooks = [dict(type="ThroughputHook"), dict(type="ExportCheckpointHook")]
 
-# CLIP's RGB statistics, the same the evaluations use.
-data_preprocessor = dict(
-    type="mmengine.ImgDataPreprocessor",
-    mean=[122.770938, 116.7460125, 104.09373615],
-    std=[68.5005327, 66.6321579, 70.32316305],
-)
+# Images are normalised by PretrainModel's default data preprocessor: CLIP's RGB mean/std from open_clip, the same
+# statistics the evaluations use (rils_bench.train.model.CLIP_PREPROCESSOR).
 
 # AdamW as CLIP/SLIP: betas (0.9, 0.98), eps 1e-8; no weight decay on biases and norms (1-D parameters),
 # tokens, the text position embedding and the logit scale.
