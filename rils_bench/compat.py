@@ -9,8 +9,10 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the CLI imports this module; commands that need no model (table) must not load torch
+    import torch
 
 _FORCE_UNSAFE_LOAD = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
@@ -66,4 +68,6 @@ def optim_wrapper_type(device: str | torch.device) -> str:
     `AmpOptimWrapper` asserts a GPU ("only available training on gpu, npu, mlu or musa"). On CPU we
     train in fp32: this CPU has no native bf16 and a bf16 matmul runs ~100x slower than fp32.
     """
+    import torch
+
     return "AmpOptimWrapper" if torch.device(device).type == "cuda" else "OptimWrapper"

@@ -13,11 +13,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rils_bench import __version__, provenance
 from rils_bench.fileio import atomic_write
-from rils_bench.models.pretrained import PretrainedInfo
+
+if TYPE_CHECKING:  # records and tables are read and built without the model stack (no torch import)
+    from rils_bench.models.pretrained import PretrainedInfo
 
 SCHEMA = "rils_bench/record/v1"
 TASKS = ("fewshot", "linear", "zeroshot", "knn", "retrieval", "coco", "ade")

@@ -125,3 +125,18 @@ def test_no_records_gives_empty_tables(tmp_path):
     build_tables(records=tmp_path / "none", out=tmp_path / "out")
     assert "_no records yet_" in (tmp_path / "out" / "fewshot.md").read_text()
     assert (tmp_path / "out" / "fewshot.csv").read_text().startswith("dataset,method,arch,steps,checkpoint")
+
+
+def test_table_command_does_not_load_the_model_stack(records, tmp_path):
+    """`rils-bench table` only reads JSON and writes tables: it must work (and start fast) without torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rils_bench.cli import main; "
+        f"rc = main(['table', '--records', {str(records)!r}, '--out', {str(tmp_path / 'out')!r}]); "
+        "print(rc, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-2:] == ["0", "False"], done.stdout + done.stderr
+    assert (tmp_path / "out" / "fewshot.md").is_file()
