@@ -59,12 +59,19 @@ def _eval_parser(
 ) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     parser.add_argument(
-        "--ckpt", required=True, help="an exported rils-bench checkpoint, random:<arch>, or a timm ViT state dict"
+        "--ckpt",
+        default=None,
+        help="an exported rils-bench checkpoint, random:<arch>, or a timm ViT state dict "
+        "(default: the most recent export under work_dirs/)",
     )
     if dataset:
         parser.add_argument("--dataset", default=dataset, help=f"built-in name or csv:PATH (default {dataset})")
     else:
-        parser.add_argument("--dataset", required=True, help="a built-in set (fashion-mnist, ...) or imagefolder:PATH")
+        parser.add_argument(
+            "--dataset",
+            default=None,
+            help="a built-in set (fashion-mnist, ...) or imagefolder:PATH (default: every built-in classification set)",
+        )
     if features:
         parser.add_argument(
             "--feature",
@@ -82,11 +89,37 @@ def _eval_parser(
     return parser
 
 
-def _common(args: argparse.Namespace) -> dict[str, Any]:
+def _common(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
     from rils_bench.eval.features import ExtractOptions  # imported when a command runs: keeps `--help` fast
 
     options = ExtractOptions(batch_size=args.batch_size, num_workers=args.workers, device=args.device)
-    return {"ckpt": args.ckpt, "dataset": args.dataset, "arch": args.arch, "options": options, "records": args.records}
+    return {
+        "ckpt": _checkpoint(args),
+        "dataset": dataset,
+        "arch": args.arch,
+        "options": options,
+        "records": args.records,
+    }
+
+
+def _checkpoint(args: argparse.Namespace) -> str:
+    """`--ckpt`, or the most recent export under work_dirs/ (said once, on stderr)."""
+    if args.ckpt is None:
+        from rils_bench.eval.datasets import latest_export
+        from rils_bench.eval.metrics import log_stderr
+
+        args.ckpt = str(latest_export(Path("work_dirs")))
+        log_stderr(f"no --ckpt: using the most recent export, {args.ckpt}")
+    return args.ckpt
+
+
+def _datasets(args: argparse.Namespace) -> list[str]:
+    """`--dataset`, or every built-in classification set."""
+    if args.dataset is not None:
+        return [args.dataset]
+    from rils_bench.eval.datasets import DEFAULT_CLASSIFICATION_SETS
+
+    return list(DEFAULT_CLASSIFICATION_SETS)
 
 
 def _report(records: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -99,49 +132,56 @@ def _cmd_fewshot(args: argparse.Namespace) -> int:
     from rils_bench.eval.fewshot import format_fewshot, parse_shots, run_fewshot
 
     shots = parse_shots(args.shots)
-    records = run_fewshot(shots=shots, seeds=args.seeds, feature=args.feature, **_common(args))
-    print(format_fewshot(records))
-    _report(records, args)
+    for dataset in _datasets(args):
+        records = run_fewshot(shots=shots, seeds=args.seeds, feature=args.feature, **_common(args, dataset))
+        print(f"{dataset}:\n{format_fewshot(records)}")
+        _report(records, args)
     return 0
 
 
 def _cmd_linear(args: argparse.Namespace) -> int:
     from rils_bench.eval.linear import run_linear
 
-    record = run_linear(
-        feature=args.feature, classifier=args.classifier, epochs=args.epochs, seed=args.seed, **_common(args)
-    )
-    print(
-        f"linear ({args.classifier}, {args.feature}) top-1 on {record['dataset']} val: {record['metrics']['top1']:.2f}%"
-    )
-    _report([record], args)
+    for dataset in _datasets(args):
+        record = run_linear(
+            feature=args.feature,
+            classifier=args.classifier,
+            epochs=args.epochs,
+            seed=args.seed,
+            **_common(args, dataset),
+        )
+        top1 = record["metrics"]["top1"]
+        print(f"linear ({args.classifier}, {args.feature}) top-1 on {record['dataset']} val: {top1:.2f}%")
+        _report([record], args)
     return 0
 
 
 def _cmd_zeroshot(args: argparse.Namespace) -> int:
     from rils_bench.eval.zeroshot import run_zeroshot
 
-    record = run_zeroshot(templates=args.templates, **_common(args))
-    metrics = ", ".join(f"{k} {v:.2f}%" for k, v in record["metrics"].items())
-    print(f"zero-shot on {record['dataset']} val ({record['hyperparameters']['templates']} templates): {metrics}")
-    _report([record], args)
+    for dataset in _datasets(args):
+        record = run_zeroshot(templates=args.templates, **_common(args, dataset))
+        metrics = ", ".join(f"{k} {v:.2f}%" for k, v in record["metrics"].items())
+        print(f"zero-shot on {record['dataset']} val ({record['hyperparameters']['templates']} templates): {metrics}")
+        _report([record], args)
     return 0
 
 
 def _cmd_knn(args: argparse.Namespace) -> int:
     from rils_bench.eval.knn import run_knn
 
-    record = run_knn(feature=args.feature, k=args.k, temperature=args.temperature, **_common(args))
-    metrics = ", ".join(f"{k} {v:.2f}%" for k, v in record["metrics"].items())
-    print(f"kNN (k={args.k}, T={args.temperature:g}, {args.feature}) on {record['dataset']} val: {metrics}")
-    _report([record], args)
+    for dataset in _datasets(args):
+        record = run_knn(feature=args.feature, k=args.k, temperature=args.temperature, **_common(args, dataset))
+        metrics = ", ".join(f"{k} {v:.2f}%" for k, v in record["metrics"].items())
+        print(f"kNN (k={args.k}, T={args.temperature:g}, {args.feature}) on {record['dataset']} val: {metrics}")
+        _report([record], args)
     return 0
 
 
 def _cmd_retrieval(args: argparse.Namespace) -> int:
     from rils_bench.eval.retrieval import run_retrieval
 
-    records = run_retrieval(**_common(args))
+    records = run_retrieval(**_common(args, args.dataset))
     for record in records:
         print(
             f"{record['dataset']} ({record['config']['n_pairs']} pairs): "

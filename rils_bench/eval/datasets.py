@@ -26,6 +26,8 @@ from rils_bench.errors import UserError
 FOLDER_PREFIX = "imagefolder:"
 # Built-in classification sets -> the sub-folder that holds the ImageNet-style tree.
 CLASSIFICATION_SETS = {"fashion-mnist": "", "animal-mnist": "", "emoji-styles": "", "shapes": "imagefolder"}
+# What an evaluation without `--dataset` runs on: every real built-in set (`shapes` is drawn, for unit tests only).
+DEFAULT_CLASSIFICATION_SETS = ("fashion-mnist", "animal-mnist", "emoji-styles")
 # Built-in retrieval sets -> {subset: (pairs csv relative to the dataset dir)}; file paths are relative to the csv.
 RETRIEVAL_SETS = {
     "retrieval": {"emoji": "emoji/pairs.csv", "tuxpaint": "tuxpaint/pairs.csv"},
@@ -124,6 +126,18 @@ def resolve_retrieval(spec: str) -> list[PairSet]:
         paths, captions = read_pairs(base / relpath)
         sets.append(PairSet(f"{spec}-{subset}", spec, paths, captions, sha))
     return sets
+
+
+def latest_export(work_dirs: Path) -> Path:
+    """The most recently written exported checkpoint, `work_dirs/**/export/*.pth` (what `--ckpt` defaults to).
+
+    Raises:
+        UserError: there is none.
+    """
+    exports = [p for p in work_dirs.glob("**/export/*.pth") if p.is_file()] if work_dirs.is_dir() else []
+    if not exports:
+        raise UserError(f"no --ckpt given and no exported checkpoint under {work_dirs}/: run `make pretrain` first")
+    return max(exports, key=lambda p: p.stat().st_mtime_ns)
 
 
 def builtin_root(name: str) -> Path:

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from rils_bench.fileio import atomic_write
 from rils_bench.models.pretrained import PretrainedInfo
 from rils_bench.models.registry import ImageTextEncoder
+from rils_bench.models.text import tokenize
 
 FEATURE_TYPES = ("gap", "cls", "embed")
 CACHE_VERSION = 1  # bump when what a cached file holds changes meaning
@@ -242,3 +243,18 @@ def pool(encoder: ImageTextEncoder, images: torch.Tensor, feature: str) -> torch
         return encoder.encode_image(images)
     tokens = encoder.forward_features(images)  # [B, 1+L, D]
     return tokens[:, 0] if feature == "cls" else tokens[:, 1:].mean(dim=1)
+
+
+@torch.inference_mode()
+def embed_texts(
+    encoder: ImageTextEncoder, texts: Sequence[str], *, device: str | None = None, batch_size: int = 256
+) -> np.ndarray:
+    """`encode_text` of every text, in batches: `[N, E]` float32, not normalised. The one text loop of zero-shot
+    (class prompts) and retrieval (captions)."""
+    dev = pick_device(device)
+    encoder = encoder.to(dev).eval()
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        tokens = tokenize(list(texts[start : start + batch_size]), encoder.config["context_length"]).to(dev)
+        chunks.append(encoder.encode_text(tokens).float().cpu())
+    return torch.cat(chunks).numpy()

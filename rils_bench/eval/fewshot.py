@@ -23,7 +23,8 @@ from sklearn.model_selection import StratifiedKFold
 from rils_bench.errors import UserError
 from rils_bench.eval.datasets import ClassificationSet, resolve_classification
 from rils_bench.eval.features import ExtractOptions, eval_transform, extract_features
-from rils_bench.eval.linear import C_GRID, LOGREG, MAX_ITER, best_c, fit_logistic, held_out_scores, log_stderr, top1
+from rils_bench.eval.linear import C_GRID, LOGREG, MAX_ITER, best_c, fit_logistic, held_out_scores
+from rils_bench.eval.metrics import log_stderr, top1
 from rils_bench.models.pretrained import PretrainedInfo, load_pretrained
 from rils_bench.report.record import make_record, write_record
 

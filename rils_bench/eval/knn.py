@@ -17,7 +17,7 @@ import torch
 from rils_bench.errors import UserError
 from rils_bench.eval.datasets import resolve_classification
 from rils_bench.eval.features import ExtractOptions, extract_features
-from rils_bench.eval.linear import accuracy_metrics, log_stderr, probe_config
+from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config
 from rils_bench.models.pretrained import load_pretrained
 from rils_bench.report.record import make_record, write_record
 

@@ -8,7 +8,6 @@ on `val`. The validation split never influences a hyper-parameter.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,7 +24,8 @@ from torch import nn
 
 from rils_bench.errors import UserError
 from rils_bench.eval.datasets import resolve_classification
-from rils_bench.eval.features import ExtractOptions, eval_transform, extract_features, pick_device
+from rils_bench.eval.features import ExtractOptions, extract_features, pick_device
+from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config, top1
 from rils_bench.models.pretrained import load_pretrained
 from rils_bench.report.record import make_record, write_record
 
@@ -34,43 +34,6 @@ LR_GRID = (0.01, 0.1, 1.0)  # SGD head on standardised features
 MAX_ITER = 1000
 HOLDOUT = 0.1
 LOGREG = "scikit-learn LogisticRegression(solver='lbfgs', L2, multinomial)"
-
-
-def log_stderr(message: str) -> None:
-    """Default progress log of the harnesses: one line on stderr (stdout carries the result table)."""
-    print(message, file=sys.stderr, flush=True)
-
-
-def top1(scores_or_pred: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy in percent, from predicted labels `[N]` or class scores `[N, C]`."""
-    pred = scores_or_pred.argmax(1) if scores_or_pred.ndim == 2 else scores_or_pred
-    return float(100.0 * np.mean(pred == labels))
-
-
-def top5(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Top-5 accuracy in percent from class scores `[N, C]`, C >= 5."""
-    best5 = np.argsort(-scores, axis=1, kind="stable")[:, :5]
-    return float(100.0 * np.mean((best5 == labels[:, None]).any(axis=1)))
-
-
-def accuracy_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """`top1`, and `top5` where the scores `[N, C]` have C >= 5 classes, in percent."""
-    metrics = {"top1": top1(scores, labels)}
-    if scores.shape[1] >= 5:
-        metrics["top5"] = top5(scores, labels)
-    return metrics
-
-
-def probe_config(data: Any, train: Any, val: Any, feature: str, img_size: int) -> dict[str, Any]:
-    """The record's `config` for a probe fitted on `train` and scored on `val` of `data`."""
-    return {
-        "feature": feature,
-        "n_train": len(train),
-        "n_val": len(val),
-        "n_classes": len(data.classnames),
-        "transform": eval_transform(img_size)[1],
-        "dataset_spec": data.spec,
-    }
 
 
 def fit_logistic(

@@ -17,12 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from rils_bench.eval.datasets import PairSet, resolve_retrieval
-from rils_bench.eval.features import ExtractOptions, eval_transform, extract_features, pick_device
-from rils_bench.eval.linear import log_stderr
-from rils_bench.eval.zeroshot import require_text_tower
+from rils_bench.eval.features import ExtractOptions, embed_texts, eval_transform, extract_features
+from rils_bench.eval.metrics import log_stderr, require_text_tower
 from rils_bench.models.pretrained import PretrainedInfo, load_pretrained
 from rils_bench.models.registry import ImageTextEncoder
-from rils_bench.models.text import tokenize
 from rils_bench.report.record import make_record, write_record
 
 RECALL_AT = (1, 5, 10)
@@ -41,20 +39,6 @@ def recall_metrics(image_emb: np.ndarray, text_emb: np.ndarray, ks: Sequence[int
     sim = (images @ texts.T).numpy()  # [N images, N texts]
     ranks = {"i2t": pair_ranks(sim), "t2i": pair_ranks(sim.T)}
     return {f"{d}_R@{k}": float(100.0 * np.mean(r < k)) for d, r in ranks.items() for k in ks}
-
-
-@torch.inference_mode()
-def embed_texts(
-    encoder: ImageTextEncoder, texts: Sequence[str], *, device: str | None = None, batch_size: int = 256
-) -> np.ndarray:
-    """`encode_text` of every text, in batches: `[N, E]` float32, not normalised."""
-    dev = pick_device(device)
-    encoder = encoder.to(dev).eval()
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        tokens = tokenize(list(texts[start : start + batch_size]), encoder.config["context_length"]).to(dev)
-        chunks.append(encoder.encode_text(tokens).float().cpu())
-    return torch.cat(chunks).numpy()
 
 
 def evaluate_pairs(

@@ -21,11 +21,10 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGE
 from rils_bench.data.builtin.imagetext_set import EMOJI_CATEGORY_PHRASES, class_name_for_caption
 from rils_bench.errors import UserError
 from rils_bench.eval.datasets import resolve_classification
-from rils_bench.eval.features import ExtractOptions, eval_transform, extract_features, pick_device
-from rils_bench.eval.linear import accuracy_metrics, log_stderr
-from rils_bench.models.pretrained import PretrainedInfo, load_pretrained
+from rils_bench.eval.features import ExtractOptions, embed_texts, eval_transform, extract_features
+from rils_bench.eval.metrics import accuracy_metrics, log_stderr, require_text_tower
+from rils_bench.models.pretrained import load_pretrained
 from rils_bench.models.registry import ImageTextEncoder
-from rils_bench.models.text import tokenize
 from rils_bench.report.record import make_record, write_record
 
 Template = Callable[[str], str]
@@ -65,22 +64,10 @@ def text_classifier(
     encoder: ImageTextEncoder, prompts: Sequence[Sequence[str]], *, device: str | None = None, batch_size: int = 256
 ) -> np.ndarray:
     """`[C, E]` class weights: per class, the renormalised mean of its prompts' normalised text embeddings."""
-    dev = pick_device(device)
-    encoder = encoder.to(dev).eval()
     flat = [p for class_prompts in prompts for p in class_prompts]
-    chunks = []
-    for start in range(0, len(flat), batch_size):
-        tokens = tokenize(flat[start : start + batch_size], encoder.config["context_length"]).to(dev)
-        chunks.append(encoder.encode_text(tokens, normalize=True).float().cpu())
-    embeddings = torch.cat(chunks).split([len(p) for p in prompts])
-    weights = torch.stack([F.normalize(e.mean(0), dim=0) for e in embeddings])  # [C, E]
+    embedded = F.normalize(torch.from_numpy(embed_texts(encoder, flat, device=device, batch_size=batch_size)), dim=1)
+    weights = torch.stack([F.normalize(e.mean(0), dim=0) for e in embedded.split([len(p) for p in prompts])])  # [C, E]
     return weights.numpy()
-
-
-def require_text_tower(encoder: ImageTextEncoder, info: PretrainedInfo, task: str) -> None:
-    """Raise `UserError` when the encoder is image-only (MAE, a timm ViT): `task` needs a text tower."""
-    if encoder.text is None:
-        raise UserError(f"{task} needs a text tower; {info.spec} ({info.method}, {info.arch}) is image-only")
 
 
 def run_zeroshot(

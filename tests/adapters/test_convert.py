@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 import torch
 from dense_testing import ARCH
 
 from rils_bench.adapters.backbone import RILSViT
-from rils_bench.adapters.commands import add_commands
 from rils_bench.adapters.convert import convert_checkpoint, target_model
 from rils_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rils_bench.errors import UserError
+from rils_bench.cli import main
 
 VISUAL = "encoder.visual."
 
 
 def _run_cli(argv: list[str]) -> int:
-    """The subcommands as the CLI runs them: parse, call, a UserError is exit code 2."""
-    parser = argparse.ArgumentParser(prog="rils-bench")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except UserError:
-        return 2
+    """`rils-bench <argv>` through the console script's own entry point (UserError -> one line, exit 2)."""
+    return main(argv)
 
 
 def test_timm_round_trip_gives_the_encoder_features(exported, tmp_path):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import torch
 
 from rils_bench.checkpoint import save_checkpoint
-from rils_bench.errors import UserError
-from rils_bench.eval.commands import add_commands
+from rils_bench.cli import main
 from rils_bench.methods import build_method
 
 MODEL = "rils_vit_test_patch8"
@@ -26,12 +23,5 @@ def make_checkpoint(path: Path, method: str = "rils", seed: int = 0, steps: int 
 
 
 def run_cli(argv: list[str]) -> int:
-    """`rils-bench <argv>` for the evaluation subcommands, with the CLI's contract: UserError -> one line, exit 2."""
-    parser = argparse.ArgumentParser(prog="rils-bench")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except UserError as err:
-        print(f"rils-bench: error: {err}", file=sys.stderr)
-        return 2
+    """`rils-bench <argv>`: the console script's own entry point, so its exit-code contract is what is tested."""
+    return main(argv)

@@ -104,3 +104,30 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(name, rils_ckpt, tmp_p
     err = capsys.readouterr().err.strip()
     assert err.startswith("rils-bench: error: ") and message in err and "\n" not in err, err
     assert not (tmp_path / "records").exists() and not (tmp_path / "features").exists()
+
+
+def test_without_ckpt_the_latest_export_is_used_and_named(tmp_path, monkeypatch, capsys):
+    """`rils-bench zeroshot` with no --ckpt takes the newest `work_dirs/**/export/*.pth` and says which."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["zeroshot", "--dataset", "shapes", *FAST]) == 2
+    assert "no exported checkpoint under work_dirs/" in capsys.readouterr().err
+    old = make_checkpoint(tmp_path / "work_dirs" / "a" / "export" / "pretrained.pth", seed=1)
+    new = make_checkpoint(tmp_path / "work_dirs" / "b" / "export" / "pretrained.pth", seed=2)
+    os.utime(old, ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))  # `old` written last
+    assert run_cli(["zeroshot", "--dataset", "shapes", "--templates", "simple", *FAST]) == 0
+    assert f"no --ckpt: using the most recent export, {os.path.join('work_dirs', 'a', 'export', 'pretrained.pth')}" in (
+        capsys.readouterr().err
+    )
+    (record,) = records_of(tmp_path, "zeroshot")
+    assert record["checkpoint"]["sha256"] == sha256_of(old) != sha256_of(new)
+
+
+def test_without_dataset_every_builtin_classification_set_is_evaluated(rils_ckpt, tmp_path, monkeypatch):
+    from rils_bench.eval import datasets
+
+    assert set(datasets.DEFAULT_CLASSIFICATION_SETS) == set(datasets.CLASSIFICATION_SETS) - {"shapes"}  # real sets
+    monkeypatch.setattr(datasets, "DEFAULT_CLASSIFICATION_SETS", ("shapes",))  # the real sets need downloads
+    assert run_cli(["knn", "--ckpt", str(rils_ckpt), *FAST]) == 0
+    assert [r["dataset"] for r in records_of(tmp_path, "knn")] == ["shapes"]

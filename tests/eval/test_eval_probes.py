@@ -9,16 +9,8 @@ import pytest
 from rils_bench.errors import UserError
 from rils_bench.eval.fewshot import DEFAULT_C, mean_std, parse_shots, sample_kshot, select_c_cv
 from rils_bench.eval.knn import knn_scores
-from rils_bench.eval.linear import (
-    accuracy_metrics,
-    best_c,
-    fit_logistic,
-    holdout_split,
-    select_c_holdout,
-    top1,
-    top5,
-    train_sgd_head,
-)
+from rils_bench.eval.linear import best_c, fit_logistic, holdout_split, select_c_holdout, train_sgd_head
+from rils_bench.eval.metrics import accuracy_metrics, top1, top5
 from rils_bench.eval.retrieval import pair_ranks, recall_metrics
 
 
