@@ -45,7 +45,17 @@ def test_env_reports_compiled_ops(capsys):
         for line in capsys.readouterr().out.splitlines()
     )
     assert rows["mmcv ops"] == "compiled"
-    assert rows["mmdet"].strip() == "3.3.0" and rows["torch"].strip() == "2.14.1"
+    pins = _pins()  # the versions pyproject.toml pins, read from it rather than repeated here
+    for package in ("torch", "mmcv", "mmdet", "timm"):
+        assert rows[package].strip() == pins[package], package
+
+
+def _pins() -> dict[str, str]:
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    return dict(dep.split("==") for dep in project["dependencies"])
 
 
 @pytest.mark.slow
