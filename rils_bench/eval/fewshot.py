@@ -21,11 +21,12 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from rils_bench.errors import UserError
-from rils_bench.eval.datasets import ClassificationSet, resolve_classification
-from rils_bench.eval.features import ExtractOptions, eval_transform, extract_features
+from rils_bench.eval.datasets import ClassificationSet, LabelledImages
+from rils_bench.eval.features import ExtractOptions, eval_transform
 from rils_bench.eval.linear import C_GRID, LOGREG, MAX_ITER, best_c, fit_logistic, held_out_scores
 from rils_bench.eval.metrics import log_stderr, top1
-from rils_bench.models.pretrained import PretrainedInfo, load_pretrained
+from rils_bench.eval.probe import probe_inputs
+from rils_bench.models.pretrained import PretrainedInfo
 from rils_bench.report.record import make_record, write_record
 
 DEFAULT_C = 1.0
@@ -125,16 +126,18 @@ def run_fewshot(
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     if not shots or min(shots) < 1:
         raise UserError(f"shots must be positive integers, got {list(shots)}")
-    encoder, info = load_pretrained(ckpt, arch=arch)  # before the dataset: preparing a built-in set takes a while
-    data = resolve_classification(dataset)
-    train, test = data.split("train"), data.split("val")
-    check_shots(shots, train.labels, data.folders)
+    samples: dict[tuple[int, int], np.ndarray] = {}
 
-    samples = {(k, s): sample_kshot(train.labels, k, s) for k in shots for s in range(seeds)}
-    union = np.unique(np.concatenate(list(samples.values())))
-    common = dict(dataset_sha256=data.sha256, feature=feature, options=options)
-    xtr = extract_features(encoder, info, train.paths, split="train", indices=union, **common).features
-    xte = extract_features(encoder, info, test.paths, split="val", **common).features
+    def sampled_images(train: LabelledImages, data: ClassificationSet) -> np.ndarray:
+        check_shots(shots, train.labels, data.folders)
+        samples.update({(k, s): sample_kshot(train.labels, k, s) for k in shots for s in range(seeds)})
+        return np.unique(np.concatenate(list(samples.values())))  # only these train images are embedded
+
+    inputs = probe_inputs(
+        ckpt=ckpt, dataset=dataset, feature=feature, arch=arch, options=options, select_train=sampled_images
+    )
+    encoder, info, data, train, test = inputs.encoder, inputs.info, inputs.data, inputs.train, inputs.val
+    xtr, xte, union = inputs.x_train, inputs.x_val, inputs.train_indices
 
     out = []
     for k in shots:

@@ -15,10 +15,9 @@ import numpy as np
 import torch
 
 from rils_bench.errors import UserError
-from rils_bench.eval.datasets import resolve_classification
-from rils_bench.eval.features import ExtractOptions, extract_features
+from rils_bench.eval.features import ExtractOptions
 from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config
-from rils_bench.models.pretrained import load_pretrained
+from rils_bench.eval.probe import probe_inputs
 from rils_bench.report.record import make_record, write_record
 
 K = 20
@@ -69,12 +68,9 @@ def run_knn(
     """
     if k < 1 or temperature <= 0:
         raise UserError(f"kNN needs k >= 1 and a positive temperature, got k={k}, T={temperature}")
-    encoder, info = load_pretrained(ckpt, arch=arch)
-    data = resolve_classification(dataset)
-    train, val = data.split("train"), data.split("val")
-    common = dict(dataset_sha256=data.sha256, feature=feature, options=options)
-    xtr = extract_features(encoder, info, train.paths, split="train", **common).features
-    xva = extract_features(encoder, info, val.paths, split="val", **common).features
+    inputs = probe_inputs(ckpt=ckpt, dataset=dataset, feature=feature, arch=arch, options=options)
+    encoder, info, data, train, val = inputs.encoder, inputs.info, inputs.data, inputs.train, inputs.val
+    xtr, xva = inputs.x_train, inputs.x_val
     n_classes = len(data.classnames)
     scores = knn_scores(xtr, train.labels, xva, n_classes, k=k, temperature=temperature)
     metrics = accuracy_metrics(scores, val.labels)

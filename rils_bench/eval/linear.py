@@ -23,10 +23,9 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from rils_bench.errors import UserError
-from rils_bench.eval.datasets import resolve_classification
-from rils_bench.eval.features import ExtractOptions, extract_features, pick_device
+from rils_bench.eval.features import ExtractOptions, pick_device
 from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config, top1
-from rils_bench.models.pretrained import load_pretrained
+from rils_bench.eval.probe import probe_inputs
 from rils_bench.report.record import make_record, write_record
 
 C_GRID = tuple(10.0**p for p in range(-6, 7))  # decades 1e-6 .. 1e6, as wide as CLIP's search
@@ -181,13 +180,15 @@ def run_linear(
     """
     if classifier not in ("logreg", "sgd"):
         raise UserError(f"unknown classifier {classifier!r}; choose logreg or sgd")
-    encoder, info = load_pretrained(ckpt, arch=arch)
-    data = resolve_classification(dataset)
-    train, val = data.split("train"), data.split("val")
-    holdout_split(train.labels)  # fail on a too-small class before any feature is computed
-    common = dict(dataset_sha256=data.sha256, feature=feature, options=options)
-    xtr = extract_features(encoder, info, train.paths, split="train", **common).features
-    xva = extract_features(encoder, info, val.paths, split="val", **common).features
+
+    def can_hold_out(train: Any, data: Any) -> None:  # a class too small to hold out fails before any feature
+        holdout_split(train.labels)
+
+    inputs = probe_inputs(
+        ckpt=ckpt, dataset=dataset, feature=feature, arch=arch, options=options, select_train=can_hold_out
+    )
+    encoder, info, data, train, val = inputs.encoder, inputs.info, inputs.data, inputs.train, inputs.val
+    xtr, xva = inputs.x_train, inputs.x_val
     n_classes = len(data.classnames)
     how = f"chosen on a stratified held-out {HOLDOUT:.0%} of train (seed {seed}), then refit on all of train"
     if classifier == "logreg":
