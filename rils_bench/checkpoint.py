@@ -72,6 +72,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def latest_export(work_dirs: str | os.PathLike) -> Path:
+    """The most recently written exported checkpoint, `work_dirs/**/export/*.pth` (what `--ckpt` defaults to).
+
+    Raises:
+        UserError: there is none.
+    """
+    work_dirs = Path(work_dirs)
+    exports = [p for p in work_dirs.glob("**/export/*.pth") if p.is_file()] if work_dirs.is_dir() else []
+    if not exports:
+        raise UserError(f"no --ckpt given and no exported checkpoint under {work_dirs}/: run `make pretrain` first")
+    return max(exports, key=lambda p: p.stat().st_mtime_ns)
+
+
 def strip_prefix(state: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
     """The tensors of `state` whose key starts with `prefix`, with the prefix removed (all tensors for `""`)."""
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix) and torch.is_tensor(v)}

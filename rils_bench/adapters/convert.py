@@ -49,14 +49,12 @@ class ConversionReport(KeyReport):
     n_tensors: int = 0
     n_dropped: int = 0  # tensors of the checkpoint that are not the image encoder (text tower, decoder, projection)
 
-    def lines(self) -> list[str]:
-        """The report as printed by the CLI: summary, then every key that was not simply converted."""
+    def __post_init__(self) -> None:  # the CLI's first line: where the file went, then the key counts
         self.headline = (
             f"{self.source} -> {self.out} ({self.target}, {self.arch}): {self.n_tensors} tensors under prefix "
             f"{TARGETS[self.target]!r}; {self.n_dropped} non-encoder tensors left out; missing {len(self.missing)}, "
             f"unexpected {len(self.unexpected)}, shape-mismatched {len(self.mismatched)}"
         )
-        return super().lines()
 
 
 def visual_state_of(spec: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:

@@ -23,6 +23,7 @@ from rils_bench.checkpoint import (
     IMAGE_PREFIXES,
     CheckpointError,
     KeyReport,
+    compare_keys,
     find_prefix,
     read_tensor_file,
     strip_prefix,
@@ -67,15 +68,11 @@ def load_visual_state(module: nn.Module, state: dict[str, torch.Tensor], *, sour
             side = int(round((target[1] - 1) ** 0.5))
             state["pos_embed"] = resample_abs_pos_embed(pos, (side, side), antialias=False)
             report.resized["pos_embed"] = f"{_grid(pos)} -> {side}x{side} patches, bicubic"
-    for key, value in list(state.items()):
-        if key in expected and value.shape != expected[key].shape:
-            report.mismatched[key] = f"file {tuple(value.shape)}, module {tuple(expected[key].shape)}"
-            del state[key]
-    result = module.load_state_dict(state, strict=False)
-    report.unexpected = list(result.unexpected_keys)
-    report.new = [k for k in result.missing_keys if k.startswith("rel_pos.")]
-    report.missing = [k for k in result.missing_keys if k not in report.new and k not in report.mismatched]
-    report.loaded = [k for k in state if k not in report.unexpected]
+    keys = compare_keys(state, module, source=source)
+    module.load_state_dict({k: state[k] for k in keys.loaded}, strict=False)
+    report.loaded, report.unexpected, report.mismatched = keys.loaded, keys.unexpected, keys.mismatched
+    report.new = [k for k in keys.missing if k.startswith("rel_pos.")]  # ViTDet's, zero-initialised
+    report.missing = [k for k in keys.missing if k not in report.new]
     return report
 
 

@@ -105,7 +105,7 @@ def _common(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
 def _checkpoint(args: argparse.Namespace) -> str:
     """`--ckpt`, or the most recent export under work_dirs/ (said once, on stderr)."""
     if args.ckpt is None:
-        from rils_bench.eval.datasets import latest_export
+        from rils_bench.checkpoint import latest_export
         from rils_bench.eval.metrics import log_stderr
 
         args.ckpt = str(latest_export(Path("work_dirs")))

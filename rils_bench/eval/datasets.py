@@ -128,18 +128,6 @@ def resolve_retrieval(spec: str) -> list[PairSet]:
     return sets
 
 
-def latest_export(work_dirs: Path) -> Path:
-    """The most recently written exported checkpoint, `work_dirs/**/export/*.pth` (what `--ckpt` defaults to).
-
-    Raises:
-        UserError: there is none.
-    """
-    exports = [p for p in work_dirs.glob("**/export/*.pth") if p.is_file()] if work_dirs.is_dir() else []
-    if not exports:
-        raise UserError(f"no --ckpt given and no exported checkpoint under {work_dirs}/: run `make pretrain` first")
-    return max(exports, key=lambda p: p.stat().st_mtime_ns)
-
-
 def builtin_root(name: str) -> Path:
     """The prepared directory of a built-in set; prepared now (default seed and options) if it is not yet."""
     from rils_bench.data.builtin import prepare

@@ -21,11 +21,11 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from rils_bench.errors import UserError
-from rils_bench.eval.datasets import ClassificationSet, LabelledImages
+from rils_bench.eval.datasets import ClassificationSet
 from rils_bench.eval.features import ExtractOptions, eval_transform
 from rils_bench.eval.linear import C_GRID, LOGREG, MAX_ITER, best_c, fit_logistic, held_out_scores
 from rils_bench.eval.metrics import log_stderr, top1
-from rils_bench.eval.probe import probe_inputs
+from rils_bench.eval.probe import open_probe
 from rils_bench.models.pretrained import PretrainedInfo
 from rils_bench.report.record import make_record, write_record
 
@@ -126,18 +126,13 @@ def run_fewshot(
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     if not shots or min(shots) < 1:
         raise UserError(f"shots must be positive integers, got {list(shots)}")
-    samples: dict[tuple[int, int], np.ndarray] = {}
+    probe = open_probe(ckpt=ckpt, dataset=dataset, arch=arch)
+    encoder, info, data, train, test = probe.encoder, probe.info, probe.data, probe.train, probe.val
+    check_shots(shots, train.labels, data.folders)
 
-    def sampled_images(train: LabelledImages, data: ClassificationSet) -> np.ndarray:
-        check_shots(shots, train.labels, data.folders)
-        samples.update({(k, s): sample_kshot(train.labels, k, s) for k in shots for s in range(seeds)})
-        return np.unique(np.concatenate(list(samples.values())))  # only these train images are embedded
-
-    inputs = probe_inputs(
-        ckpt=ckpt, dataset=dataset, feature=feature, arch=arch, options=options, select_train=sampled_images
-    )
-    encoder, info, data, train, test = inputs.encoder, inputs.info, inputs.data, inputs.train, inputs.val
-    xtr, xte, union = inputs.x_train, inputs.x_val, inputs.train_indices
+    samples = {(k, s): sample_kshot(train.labels, k, s) for k in shots for s in range(seeds)}
+    union = np.unique(np.concatenate(list(samples.values())))  # only these train images are embedded
+    xtr, xte = probe.extract(feature=feature, options=options, train_indices=union)
 
     out = []
     for k in shots:

@@ -17,7 +17,7 @@ import torch
 from rils_bench.errors import UserError
 from rils_bench.eval.features import ExtractOptions
 from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config
-from rils_bench.eval.probe import probe_inputs
+from rils_bench.eval.probe import open_probe
 from rils_bench.report.record import make_record, write_record
 
 K = 20
@@ -68,9 +68,9 @@ def run_knn(
     """
     if k < 1 or temperature <= 0:
         raise UserError(f"kNN needs k >= 1 and a positive temperature, got k={k}, T={temperature}")
-    inputs = probe_inputs(ckpt=ckpt, dataset=dataset, feature=feature, arch=arch, options=options)
-    encoder, info, data, train, val = inputs.encoder, inputs.info, inputs.data, inputs.train, inputs.val
-    xtr, xva = inputs.x_train, inputs.x_val
+    probe = open_probe(ckpt=ckpt, dataset=dataset, arch=arch)
+    encoder, info, data, train, val = probe.encoder, probe.info, probe.data, probe.train, probe.val
+    xtr, xva = probe.extract(feature=feature, options=options)
     n_classes = len(data.classnames)
     scores = knn_scores(xtr, train.labels, xva, n_classes, k=k, temperature=temperature)
     metrics = accuracy_metrics(scores, val.labels)

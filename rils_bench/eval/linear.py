@@ -25,7 +25,7 @@ from torch import nn
 from rils_bench.errors import UserError
 from rils_bench.eval.features import ExtractOptions, pick_device
 from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config, top1
-from rils_bench.eval.probe import probe_inputs
+from rils_bench.eval.probe import open_probe
 from rils_bench.report.record import make_record, write_record
 
 C_GRID = tuple(10.0**p for p in range(-6, 7))  # decades 1e-6 .. 1e6, as wide as CLIP's search
@@ -180,15 +180,10 @@ def run_linear(
     """
     if classifier not in ("logreg", "sgd"):
         raise UserError(f"unknown classifier {classifier!r}; choose logreg or sgd")
-
-    def can_hold_out(train: Any, data: Any) -> None:  # a class too small to hold out fails before any feature
-        holdout_split(train.labels)
-
-    inputs = probe_inputs(
-        ckpt=ckpt, dataset=dataset, feature=feature, arch=arch, options=options, select_train=can_hold_out
-    )
-    encoder, info, data, train, val = inputs.encoder, inputs.info, inputs.data, inputs.train, inputs.val
-    xtr, xva = inputs.x_train, inputs.x_val
+    probe = open_probe(ckpt=ckpt, dataset=dataset, arch=arch)
+    encoder, info, data, train, val = probe.encoder, probe.info, probe.data, probe.train, probe.val
+    holdout_split(train.labels)  # fail on a too-small class before any feature is computed
+    xtr, xva = probe.extract(feature=feature, options=options)
     n_classes = len(data.classnames)
     how = f"chosen on a stratified held-out {HOLDOUT:.0%} of train (seed {seed}), then refit on all of train"
     if classifier == "logreg":

@@ -24,7 +24,6 @@ def _write_two_files(ctx):
 
 @pytest.fixture
 def toy(monkeypatch):
-    registry.all_datasets()  # load the catalog first, so our toy entry is not overwritten
     ds = _toy_dataset("toy", _write_two_files, defaults={"n": 3})
     monkeypatch.setitem(registry.BUILTINS, "toy", ds)
     return ds
