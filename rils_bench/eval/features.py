@@ -35,7 +35,6 @@ from tqdm import tqdm
 from rils_bench.fileio import atomic_write
 from rils_bench.models.pretrained import PretrainedInfo
 from rils_bench.models.registry import ImageTextEncoder
-from rils_bench.models.text import tokenize
 
 FEATURE_TYPES = ("gap", "cls", "embed")
 CACHE_VERSION = 1  # bump when what a cached file holds changes meaning
@@ -255,6 +254,6 @@ def embed_texts(
     encoder = encoder.to(dev).eval()
     chunks = []
     for start in range(0, len(texts), batch_size):
-        tokens = tokenize(list(texts[start : start + batch_size]), encoder.config["context_length"]).to(dev)
+        tokens = encoder.tokenize(texts[start : start + batch_size]).to(dev)
         chunks.append(encoder.encode_text(tokens).float().cpu())
     return torch.cat(chunks).numpy()

@@ -6,7 +6,12 @@ A model config is one flat dict of primitives (ints, floats, str, None), saved i
 - `name`: the registered entrypoint the config came from.
 - image encoder: `img_size`, `patch_size`, `in_chans`, `width`, `depth`, `heads`, `mlp_ratio`.
 - joint space: `embed_dim` (an int), or None for an image-only encoder (MAE): no projection, no text tower.
-- text tower: `context_length`, `vocab_size`, `text_width`, `text_heads`, `text_layers`.
+- text tower: `text_tower` selects it. `"clip"` (default, the paper's setting): open_clip's CLIP text transformer
+  trained from scratch, `context_length`, `vocab_size`, `text_width`, `text_heads`, `text_layers`. `"hf"`: a
+  pre-trained Hugging Face sentence encoder (`rils_bench.models.hf_text`): `hf_model` (a built-in name such as
+  `minilm`, or a local folder), `hf_pooler`, `text_lock` / `text_unlocked_layers` (LiT-style freezing),
+  `hf_weights_sha256` (filled in when first built, checked on every rebuild), `context_length`; the CLIP tower's
+  keys are ignored.
 - MAE pixel decoder (built by the `mae` and `mae_clip` methods, ignored here): `decoder_width`, `decoder_depth`,
   `decoder_heads`.
 """
@@ -22,12 +27,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rils_bench.models.text import VOCAB_SIZE, build_text_tower
+from rils_bench.models.hf_text import HFTextTower
+from rils_bench.models.text import VOCAB_SIZE, build_text_tower, tokenize
 from rils_bench.models.vit import VisionTransformer
 
 _MODELS: dict[str, Callable[[], dict[str, Any]]] = {}
 
-_DEFAULTS: dict[str, Any] = {"in_chans": 3, "mlp_ratio": 4.0, "vocab_size": VOCAB_SIZE}
+_DEFAULTS: dict[str, Any] = {
+    "in_chans": 3,
+    "mlp_ratio": 4.0,
+    "vocab_size": VOCAB_SIZE,
+    "text_tower": "clip",
+    "hf_model": None,
+    "hf_pooler": "mean_pooler",
+    "text_lock": True,
+    "text_unlocked_layers": 0,
+    "hf_weights_sha256": None,
+}
+TEXT_TOWERS = ("clip", "hf")
 CONFIG_KEYS = frozenset(
     {"name", "img_size", "patch_size", "width", "depth", "heads", "embed_dim", "context_length", "text_width"}
     | {"text_heads", "text_layers", "decoder_width", "decoder_depth", "decoder_heads"}
@@ -57,14 +74,9 @@ class ImageTextEncoder(nn.Module):
         if self.embed_dim is not None:
             self.image_projection = nn.Linear(config["width"], self.embed_dim, bias=False)
             nn.init.normal_(self.image_projection.weight, std=config["width"] ** -0.5)  # open_clip's visual proj
-            self.text = build_text_tower(
-                embed_dim=self.embed_dim,
-                context_length=config["context_length"],
-                width=config["text_width"],
-                heads=config["text_heads"],
-                layers=config["text_layers"],
-                vocab_size=config["vocab_size"],
-            )
+            self.text = _build_text(config)
+            if isinstance(self.text, HFTextTower):
+                self.config["hf_weights_sha256"] = self.text.weights_sha256
             self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -86,15 +98,26 @@ class ImageTextEncoder(nn.Module):
         embedding = self.project(pooled)
         return F.normalize(embedding, dim=-1) if normalize else embedding
 
+    def tokenize(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """Token ids of the text tower's own tokenizer: `[N, context_length]` int64."""
+        self._require_text()
+        if isinstance(self.text, HFTextTower):
+            return self.text.tokenize(texts)
+        return tokenize(texts if isinstance(texts, str) else list(texts), self.config["context_length"])
+
     def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """Text embedding at the EOT token, projected. `[B, context_length]` ids from `tokenize` -> `[B, E]`."""
-        if self.text is None:
-            raise RuntimeError(f"{self.config['name']} was built image-only (embed_dim=None): it has no text tower")
-        if tokens.shape[-1] != self.text.context_length:
+        """Text embedding (CLIP tower: at the EOT token; HF tower: pooled), projected. `[B, context_length]` ids
+        from `tokenize` -> `[B, E]`."""
+        self._require_text()
+        if tokens.shape[-1] != self.config["context_length"]:
             # open_clip's causal mask has a fixed size; a shorter input fails deep inside attention otherwise.
             raise ValueError(f"text tokens have length {tokens.shape[-1]}, expected {self.text.context_length}")
         embedding = self.text(tokens)
         return F.normalize(embedding, dim=-1) if normalize else embedding
+
+    def _require_text(self) -> None:
+        if self.text is None:
+            raise RuntimeError(f"{self.config['name']} was built image-only (embed_dim=None): it has no text tower")
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """Map encoder features into the joint space. `[..., D] -> [..., E]`; identity when image-only."""
@@ -103,6 +126,32 @@ class ImageTextEncoder(nn.Module):
     def get_logit_scale(self) -> torch.Tensor:
         """`exp(logit_scale)` with the log clamped to at most ln(100); the clamp passes no gradient beyond it."""
         return self.logit_scale.clamp(max=LOGIT_SCALE_MAX).exp()
+
+
+def _build_text(config: dict[str, Any]) -> nn.Module:
+    """The text tower the config selects (`text_tower`)."""
+    if config["text_tower"] == "hf":
+        if not config["hf_model"]:
+            raise ValueError("text_tower='hf' needs hf_model (a built-in name such as 'minilm', or a local folder)")
+        return HFTextTower(
+            config["hf_model"],
+            embed_dim=config["embed_dim"],
+            context_length=config["context_length"],
+            pooler=config["hf_pooler"],
+            lock=config["text_lock"],
+            unlocked_layers=config["text_unlocked_layers"],
+            weights_sha256=config["hf_weights_sha256"],
+        )
+    if config["text_tower"] != "clip":
+        raise ValueError(f"unknown text_tower {config['text_tower']!r}; known: {', '.join(TEXT_TOWERS)}")
+    return build_text_tower(
+        embed_dim=config["embed_dim"],
+        context_length=config["context_length"],
+        width=config["text_width"],
+        heads=config["text_heads"],
+        layers=config["text_layers"],
+        vocab_size=config["vocab_size"],
+    )
 
 
 def register_model(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:

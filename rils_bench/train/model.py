@@ -11,7 +11,7 @@ from mmengine.registry import MODELS
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from rils_bench.methods import build_method
-from rils_bench.models.text import tokenize
+from rils_bench.models.registry import resolve_config
 
 # uint8 `[B, 3, H, W]` batches -> float, normalised with CLIP's RGB statistics: the ones every evaluation uses
 # (`rils_bench.eval.features.eval_transform`), taken from open_clip so they are written nowhere else.
@@ -30,6 +30,8 @@ class PretrainModel(BaseModel):
         method: method name.
         arch: registry name of the model size, or a full model config dict.
         method_cfg: keyword arguments of the method (e.g. `mask_ratio`, `detach_prototypes`).
+        text: model-config keys that choose the text tower, applied over `arch` (e.g. `text_tower='hf'`,
+            `hf_model='minilm'`; see `rils_bench.models.registry`); None keeps the size's own CLIP tower.
         data_preprocessor: mmengine data preprocessor config (normalisation happens there); default
             `CLIP_PREPROCESSOR`.
 
@@ -42,6 +44,7 @@ class PretrainModel(BaseModel):
         method: str,
         arch: str | dict[str, Any],
         method_cfg: dict[str, Any] | None = None,
+        text: dict[str, Any] | None = None,
         data_preprocessor: dict[str, Any] | None = None,
         init_cfg: dict[str, Any] | None = None,
     ) -> None:
@@ -49,6 +52,8 @@ class PretrainModel(BaseModel):
         self.method_name = method
         # The rank and world size are fixed for a run; the launcher has set up the process group by now.
         self.rank, self.world_size = get_rank(), get_world_size()
+        if text:
+            arch = {**resolve_config(arch), **text}
         self.method = build_method(method, arch, rank=self.rank, world_size=self.world_size, **(method_cfg or {}))
         # Masks come from a per-step seed over the *global* batch (see `mask_noise`). Both numbers are buffers, so
         # they are saved in mmengine's checkpoints and a resumed run draws the masks an uninterrupted one would.
@@ -73,7 +78,7 @@ class PretrainModel(BaseModel):
         if self.encoder.text is None:  # image-only methods (MAE) never read captions
             tokens = None
         elif isinstance(data_samples, (list, tuple)):
-            tokens = tokenize(list(data_samples), self.encoder.config["context_length"]).to(inputs.device)
+            tokens = self.encoder.tokenize(data_samples).to(inputs.device)
         out = self.method(inputs, tokens, mask_noise=self.mask_noise(len(inputs), inputs.device))
         self.step += 1
         return {("loss" if k == "loss" else k.removeprefix("loss_")): v for k, v in out.items()}

@@ -179,3 +179,16 @@ def test_per_rank_batch_is_derived_from_the_global_batch_and_the_actual_world_si
     monkeypatch.delenv("WORLD_SIZE")
     with pytest.raises(UserError, match="WORLD_SIZE is not set"):
         load_config(laion, launcher="pytorch")
+
+
+@pytest.mark.slow
+def test_a_minilm_config_trains_a_locked_tower_and_exports_a_small_checkpoint(shapes_table, tmp_path):
+    options = tiny_options(shapes_table, 3)
+    export = run_pretrain(
+        config=f"{CONFIGS}/rils_vit-tiny-p8_builtin-minilm.py", work_dir=tmp_path, cfg_options=options
+    )
+    meta = torch.load(export, map_location="cpu", weights_only=True)["meta"]
+    assert meta["model_config"]["text_tower"] == "hf" and len(meta["model_config"]["hf_weights_sha256"]) == 64
+    assert export.stat().st_size < 5_000_000  # MiniLM's 91 MB are named by sha256, not copied
+    encoder, info = load_pretrained(export)
+    assert info.method == "rils" and encoder.tokenize(["a red circle"]).shape == (1, encoder.config["context_length"])

