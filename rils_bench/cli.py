@@ -83,7 +83,15 @@ def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument(
         "--work-dir", help="where logs, mmengine checkpoints and the export go (default work_dirs/<config>)"
     )
-    cmd.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the work dir")
+    cmd.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        choices=["auto"],
+        help="continue from the latest checkpoint in the work dir (refused if there is none); "
+        "`--resume auto`: resume if there is one, else start from scratch",
+    )
     cmd.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ...")
     cmd.add_argument(
         "--launcher",

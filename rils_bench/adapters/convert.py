@@ -119,6 +119,22 @@ def default_out(spec: str, to: str) -> Path:
     return path.with_name(f"{path.stem}_{to}.pth")
 
 
+def resolve_out(spec: str, to: str, out: str | os.PathLike | None) -> Path:
+    """Where the conversion goes: `out`, or the default name inside `out` when it is a folder, or beside the input.
+
+    Raises:
+        CheckpointError: the output would replace the input checkpoint.
+    """
+    target = default_out(spec, to) if out is None else Path(out)
+    if target.is_dir():
+        target = target / default_out(spec, to).name
+    if not spec.startswith("random:") and target.exists() and target.resolve() == Path(spec).resolve():
+        raise CheckpointError(
+            f"--out {out} is the input checkpoint {spec}: refusing to overwrite it; give another path"
+        )
+    return target
+
+
 def convert_checkpoint(spec: str | os.PathLike, *, to: str, out: str | os.PathLike | None = None) -> ConversionReport:
     """Convert `spec` (checkpoint path or `random:<arch>`) for `to` and check its keys against the target model.
 
@@ -127,10 +143,11 @@ def convert_checkpoint(spec: str | os.PathLike, *, to: str, out: str | os.PathLi
     if to not in TARGETS:
         raise CheckpointError(f"unknown conversion target {to!r}; choose one of {', '.join(TARGETS)}")
     spec = str(spec)
+    out = resolve_out(spec, to, out)
     state, model_config, source, n_dropped = visual_state_of(spec)
     keys = compare_keys(state, target_model(to, model_config), source=spec)
     meta = {**source, "target": to, "arch": model_config["name"], "model_config": model_config}
-    path = write_backbone(state, to=to, out=out or default_out(spec, to), meta=meta)
+    path = write_backbone(state, to=to, out=out, meta=meta)
     return ConversionReport(
         source=spec, target=to, out=path, arch=model_config["name"], n_tensors=len(state), n_dropped=n_dropped,
         loaded=keys.loaded, missing=keys.missing, unexpected=keys.unexpected, mismatched=keys.mismatched,

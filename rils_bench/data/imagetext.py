@@ -47,6 +47,8 @@ class ImageTextTable(Dataset):
             if missing:
                 raise UserError(f"{table}: no column(s) {sorted(missing)}; the header has {reader.fieldnames}")
             rows = [(row[image_column], row[caption_column]) for row in reader]
+        if not rows:  # an infinite sampler over nothing would spin forever
+            raise UserError(f"image-text table {table} has a header but no rows")
         self.table = table
         self.paths = [table.parent / path for path, _ in rows]  # an absolute path stays as it is
         self.captions = [caption for _, caption in rows]

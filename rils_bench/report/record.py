@@ -12,6 +12,8 @@ import datetime as dt
 import hashlib
 import json
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,13 +102,57 @@ def write_record(record: dict[str, Any], root: Path | None = None) -> Path:
     return path
 
 
-def read_records(root: Path | None = None, *, task: str | None = None) -> list[dict[str, Any]]:
-    """Every record under `root` (optionally of one task), sorted by path for stable tables."""
+def read_records(
+    root: Path | None = None, *, task: str | None = None, log: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    """Every well-formed record under `root` (optionally of one task), sorted by path for stable tables.
+
+    A file that is not valid JSON, or a record that lacks a field the tables need, is skipped and named in one
+    line through `log` (default: stderr); nothing else about it is read.
+    """
     root = root or records_dir()
+    log = log or _warn
     pattern = f"{task}/*/*.json" if task else "*/*/*.json"
     records = []
     for path in sorted(root.glob(pattern)):
-        record = json.loads(path.read_text())
-        if record.get("schema") == SCHEMA:
-            records.append(record)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            log(f"skipped record {path}: not readable JSON ({err})")
+            continue
+        if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+            log(f"skipped {path}: not a {SCHEMA} record")
+            continue
+        problem = record_problem(record)
+        if problem:
+            log(f"skipped record {path}: {problem}")
+            continue
+        records.append(record)
     return records
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """What makes a record unusable for the tables (a missing or mistyped field), or None."""
+    for field, kind in (("task", str), ("dataset", str), ("split", str), ("setting", str), ("metrics", dict)):
+        if not isinstance(record.get(field), kind):
+            return f"field {field!r} missing or not a {kind.__name__}"
+    checkpoint = record.get("checkpoint")
+    if not isinstance(checkpoint, dict) or not all(
+        isinstance(checkpoint.get(k), str) for k in ("spec", "method", "arch")
+    ):
+        return "field 'checkpoint' lacks spec, method or arch"
+    if record["task"] not in TASKS:
+        return f"unknown task {record['task']!r}"
+    if record["task"] in ("fewshot", "linear", "zeroshot", "knn") and not _is_number(record["metrics"].get("top1")):
+        return "no numeric metrics.top1"
+    if record["task"] == "fewshot" and not isinstance((record.get("config") or {}).get("shots"), int):
+        return "no integer config.shots"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _warn(message: str) -> None:
+    print(f"rils-bench: warning: {message}", file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from rils_bench.errors import UserError
 from rils_bench.fileio import atomic_write
 from rils_bench.report import plots
 from rils_bench.report.record import read_records, records_dir
@@ -160,7 +161,12 @@ def build_tables(*, records: Path | None = None, out: Path = Path("results")) ->
 
     Returns the files written. Deterministic: the same records give byte-identical files.
     """
-    every = read_records(records or records_dir())
+    root = records or records_dir()
+    if not root.is_dir():
+        raise UserError(f"records folder {root} does not exist: nothing to build tables from (results/ left as is)")
+    every = read_records(root)
+    if not every:
+        raise UserError(f"records folder {root} holds no usable records: refusing to write empty tables over {out}")
     few, cls = fewshot_frame(every), classification_frame(every)
     ret = metric_frame(every, ("retrieval",))
     dense = metric_frame(every, DENSE_TASKS)

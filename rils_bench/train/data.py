@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmengine.dist import barrier, get_rank, is_distributed
+from mmengine.dist import barrier, get_rank, get_world_size, is_distributed
 from mmengine.registry import DATASETS
 from torch.utils.data import Dataset, IterableDataset
 from torchvision import transforms as T
@@ -95,12 +95,19 @@ def _as_sample(pair: tuple[Any, str]) -> dict[str, Any]:
 @DATASETS.register_module()
 class ImageTextShards(IterableDataset):
     """Pairs streamed from WebDataset shards (LAION-scale runs): shards split across ranks and workers,
-    shard order shuffled, samples shuffled through a buffer. Use with `sampler=None` in the dataloader config."""
+    shard order shuffled, samples shuffled through a buffer. Use with `sampler=None` in the dataloader config.
+
+    `num_samples` is the number of pairs in all shards together. A stream has no length of its own, but mmengine
+    asks the dataloader for one while it builds the run; `len()` is this rank's nominal share,
+    `num_samples // world_size`. The iteration-based loop never relies on it: when a rank's stream ends, the next
+    pass over the shards starts (shard order reshuffled).
+    """
 
     def __init__(
         self,
         *,
         urls: str | list[str],
+        num_samples: int | None = None,
         image_size: int = 224,
         crop_scale: tuple[float, float] | None = (0.5, 1.0),
         hflip: bool = False,
@@ -108,8 +115,17 @@ class ImageTextShards(IterableDataset):
         seed: int = 0,
     ) -> None:
         self.content_sha256 = None
+        self.num_samples = num_samples
         pairs = webdataset_pairs(urls, train_transform(image_size, crop_scale, hflip), shard_shuffle=100, seed=seed)
         self.pipeline = (pairs.shuffle(shuffle_buffer) if shuffle_buffer else pairs).map(_as_sample)
+
+    def __len__(self) -> int:
+        if not self.num_samples or self.num_samples < 1:
+            raise UserError(
+                "ImageTextShards needs num_samples= (the number of pairs in the shards, e.g. 20_000_000): "
+                "mmengine sizes the run with it"
+            )
+        return max(1, self.num_samples // get_world_size())
 
     def __iter__(self):
         return iter(self.pipeline)

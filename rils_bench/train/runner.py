@@ -3,28 +3,93 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction: re-exported for the CLI)
+from mmengine.dist import master_only
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner import Runner, find_latest_checkpoint
 
 from rils_bench import compat
 from rils_bench.errors import UserError
+from rils_bench.fileio import atomic_write, sha256_of
+
+RESUME_SEAL = ".rils-bench.sha256"  # beside each mmengine checkpoint this runner wrote: the file's sha256
+_RUNNER_CHECKPOINT = re.compile(r"(iter|epoch)_\d+\.pth")
 
 
 @RUNNERS.register_module()
 class PretrainRunner(Runner):
-    """mmengine's Runner, with full-pickle loading allowed only while it resumes from its own checkpoint.
+    """mmengine's Runner with checkpoint loading made safe.
 
-    mmengine's resume files pickle numpy and `HistoryBuffer` objects, which `torch.load(weights_only=True)`
-    refuses; see `compat.unsafe_load_for_mmengine_resume`.
+    - `load_from` is read weights-only (tensors and primitives; nothing in the file runs). A file that needs more
+      is refused in one line.
+    - Resuming needs full unpickling (mmengine's resume files pickle numpy and `HistoryBuffer` objects, see
+      `compat.unsafe_load_for_mmengine_resume`), so it is allowed only for a file this runner wrote: inside this
+      work dir, named by mmengine (`iter_N.pth`), and matching the sha256 seal written beside it when it was
+      saved. Anything else is refused before it is opened.
+    - `resume=True` with nothing to resume is refused; `resume="auto"` starts from scratch then (for jobs that
+      are requeued).
     """
 
     def load_or_resume(self) -> None:
-        with compat.unsafe_load_for_mmengine_resume():
-            super().load_or_resume()
+        if self._has_loaded:
+            return
+        resume_from = None
+        if self._resume:
+            resume_from = self._load_from or find_latest_checkpoint(self.work_dir)
+            if resume_from is None and self._resume != "auto":
+                raise UserError(
+                    f"--resume: no checkpoint to resume from in {self.work_dir}; start without --resume, or pass "
+                    "--resume auto to resume when there is one and start from scratch otherwise"
+                )
+        if resume_from is not None:
+            check_own_checkpoint(resume_from, self.work_dir)
+            self.logger.info(f"resuming from {resume_from}")
+            with compat.unsafe_load_for_mmengine_resume():
+                self.resume(resume_from)
+        elif self._load_from is not None:
+            try:
+                self.load_checkpoint(self._load_from)  # torch >= 2.6: weights_only=True
+            except pickle.UnpicklingError as err:
+                raise UserError(
+                    f"load_from={self._load_from}: not a weights-only file (it holds Python objects that would run "
+                    f"code when loaded), refused: {str(err).splitlines()[0]}"
+                ) from None
+        self._has_loaded = True
+
+    @master_only
+    def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
+        super().save_checkpoint(out_dir, filename, *args, **kwargs)
+        path = Path(out_dir) / filename
+        with atomic_write(path.with_name(path.name + RESUME_SEAL)) as f:
+            f.write(sha256_of(path).encode())
+        for seal in Path(out_dir).glob(f"*.pth{RESUME_SEAL}"):  # seals of checkpoints mmengine has rotated out
+            if not seal.with_name(seal.name.removesuffix(RESUME_SEAL)).exists():
+                seal.unlink(missing_ok=True)
+
+
+def check_own_checkpoint(path: str | Path, work_dir: str | Path) -> None:
+    """Refuse to unpickle `path` unless this runner wrote it in `work_dir` (see `PretrainRunner`)."""
+    path, work_dir = Path(path).resolve(), Path(work_dir).resolve()
+    seal = path.with_name(path.name + RESUME_SEAL)
+    if not path.is_file():
+        raise UserError(f"cannot resume: checkpoint {path} does not exist")
+    if path.parent != work_dir or not _RUNNER_CHECKPOINT.fullmatch(path.name):
+        reason = f"only mmengine's iter_N.pth files inside the work dir {work_dir} are resumed"
+    elif not seal.is_file():
+        reason = f"it has no {RESUME_SEAL} seal, so rils-bench did not write it"
+    elif seal.read_text().strip() != sha256_of(path):
+        reason = "its content changed since rils-bench wrote it (sha256 differs from its seal)"
+    else:
+        return
+    raise UserError(
+        f"refusing to resume from {path}: {reason}. Resuming unpickles the file, which can run code; to start "
+        "from other weights, use --cfg-options load_from=FILE (read weights-only)"
+    )
 
 
 def finalize_schedule(cfg: Config) -> None:
@@ -82,7 +147,7 @@ def load_config(
     *,
     work_dir: str | Path | None = None,
     cfg_options: dict[str, Any] | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     launcher: str = "none",
 ) -> Config:
     """The resolved config of a run: file, then command-line overrides, then the derived batch and schedule."""
@@ -104,7 +169,7 @@ def run_pretrain(
     *,
     config: str | Path,
     work_dir: str | Path | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     cfg_options: dict[str, Any] | None = None,
     launcher: str = "none",
 ) -> Path | None:
@@ -112,7 +177,8 @@ def run_pretrain(
     other than 0, which export nothing).
 
     `resume=True` continues from the latest mmengine checkpoint in `work_dir` (same weights, optimizer,
-    schedule and data order as an uninterrupted run).
+    schedule and data order as an uninterrupted run) and refuses a work dir without one; `resume="auto"` starts
+    from scratch then.
     """
     cfg = load_config(config, work_dir=work_dir, cfg_options=cfg_options, resume=resume, launcher=launcher)
     runner = PretrainRunner.from_cfg(cfg)

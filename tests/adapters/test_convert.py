@@ -86,3 +86,15 @@ def test_random_spec_and_default_output_name(tmp_path, monkeypatch):
     assert _run_cli(["convert", f"random:{ARCH}", "--to", "mmseg"]) == 0
     payload = torch.load(tmp_path / f"random_{ARCH}_mmseg.pth", weights_only=True)
     assert payload["meta"]["source"] == f"random:{ARCH}" and len(payload["state_dict"]) == 30
+
+
+def test_out_onto_the_input_is_refused_and_a_folder_gets_the_default_name(exported, tmp_path, capsys):
+    exported, _ = exported
+    before = exported.read_bytes()
+    assert _run_cli(["convert", str(exported), "--to", "timm", "--out", str(exported)]) == 2
+    assert exported.read_bytes() == before  # the checkpoint is untouched
+    assert "refusing to overwrite" in capsys.readouterr().err
+    folder = tmp_path / "converted"
+    folder.mkdir()
+    assert _run_cli(["convert", str(exported), "--to", "mmdet", "--out", str(folder)]) == 0
+    assert (folder / f"{exported.stem}_mmdet.pth").is_file()

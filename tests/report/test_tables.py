@@ -121,10 +121,29 @@ def test_tables_are_deterministic(records, tmp_path):
     assert first == second
 
 
-def test_no_records_gives_empty_tables(tmp_path):
-    build_tables(records=tmp_path / "none", out=tmp_path / "out")
-    assert "_no records yet_" in (tmp_path / "out" / "fewshot.md").read_text()
-    assert (tmp_path / "out" / "fewshot.csv").read_text().startswith("dataset,method,arch,steps,checkpoint")
+def test_a_missing_or_empty_records_folder_is_refused_and_writes_nothing(tmp_path):
+    from rils_bench.cli import main
+
+    out = tmp_path / "out"
+    assert main(["table", "--records", str(tmp_path / "typo"), "--out", str(out)]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["table", "--records", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert not out.exists()
+
+
+def test_a_corrupt_or_incomplete_record_is_named_and_skipped(records, tmp_path, capsys):
+    broken = records / "zeroshot" / "animal-mnist" / "0000broken.json"
+    broken.write_text('{"schema": "rils_bench/record/v1", "task": ')
+    incomplete = fewshot(RILS, 8, [50.0, 52.0])
+    del incomplete["config"]["shots"]
+    partial = write_record(incomplete, records)
+    kept = read_records(records)
+    assert len(kept) == 10 and all(r["key"] != incomplete["key"] for r in kept)
+    err = sorted(capsys.readouterr().err.splitlines(), key=lambda line: str(broken) not in line)
+    assert len(err) == 2 and str(broken) in err[0] and "not readable JSON" in err[0]
+    assert str(partial) in err[1] and "config.shots" in err[1]
+    written = build_tables(records=records, out=tmp_path / "out")  # the good records still make their tables
+    assert (tmp_path / "out" / "fewshot.md") in written
 
 
 def test_table_command_does_not_load_the_model_stack(records, tmp_path):

@@ -1,5 +1,6 @@
 """Pre-training through mmengine's Runner: every method from its config, resume, export, schedule."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from rils_bench.checkpoint import load_checkpoint
 from rils_bench.data.builtin.prepare import prepare
 from rils_bench.errors import UserError
 from rils_bench.models.pretrained import load_pretrained
-from rils_bench.train.runner import finalize_schedule, load_config, run_pretrain
+from rils_bench.train.runner import RESUME_SEAL, finalize_schedule, load_config, run_pretrain
 
 CONFIGS = "configs/pretrain"
 METHOD_CONFIGS = {
@@ -192,3 +193,105 @@ def test_a_minilm_config_trains_a_locked_tower_and_exports_a_small_checkpoint(sh
     assert export.stat().st_size < 5_000_000  # MiniLM's 91 MB are named by sha256, not copied
     encoder, info = load_pretrained(export)
     assert info.method == "rils" and encoder.tokenize(["a red circle"]).shape == (1, encoder.config["context_length"])
+
+
+@pytest.mark.slow
+def test_a_laion_config_pretrains_from_webdataset_shards(shapes_table, tmp_path):
+    """The paper-scale config's own data path (ImageTextShards, sampler=None, global_batch) at the test size."""
+    shards = sorted(str(p) for p in (shapes_table.parent / "shards").glob("train-*.tar"))
+    options = {
+        "model.arch": "rils_vit_test_patch8",
+        "train_dataloader.dataset.urls": shards,
+        "train_dataloader.dataset.num_samples": 40,
+        "train_dataloader.dataset.image_size": 32,
+        "train_dataloader.dataset.shuffle_buffer": 8,
+        "train_dataloader.num_workers": 0,
+        "train_dataloader.persistent_workers": False,
+        "global_batch": 4,
+        # The config's AmpOptimWrapper is for GPUs (it refuses CPU).
+        "optim_wrapper": dict(type="OptimWrapper", _delete_=True, optimizer=dict(type="AdamW", lr=1e-4)),
+        "train_cfg.max_iters": 12,  # more than one nominal epoch (40 / 4 = 10): the stream restarts
+        "default_hooks.logger.interval": 1,
+    }
+    export = run_pretrain(config=f"{CONFIGS}/rils_vit-base-p16_laion20m.py", work_dir=tmp_path, cfg_options=options)
+    meta = torch.load(export, map_location="cpu", weights_only=True)["meta"]
+    assert meta["steps"] == 12 and meta["method"] == "rils"
+
+
+def test_shards_without_a_sample_count_are_refused_in_one_line(shapes_table):
+    from rils_bench.train.data import ImageTextShards
+
+    dataset = ImageTextShards(urls=str(shapes_table.parent / "shards" / "train-000000.tar"))
+    with pytest.raises(UserError, match="needs num_samples="):
+        len(dataset)
+
+
+def test_a_header_only_table_is_refused_at_once(tmp_path):
+    from rils_bench.cli import main
+
+    table = tmp_path / "pairs.csv"
+    table.write_text("filepath,caption\n")
+    options = [f"train_dataloader.dataset.table={table}", "train_dataloader.dataset.builtin=None"]
+    argv = ["pretrain", f"{CONFIGS}/clip_vit-tiny-p8_builtin.py", "--work-dir", str(tmp_path / "w")]
+    assert main([*argv, "--cfg-options", *options]) == 2
+
+
+class _RunsCode:
+    """Unpickling this runs a shell command: what a crafted checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _crafted_checkpoint(path, marker):
+    torch.save({"state_dict": {}, "payload": _RunsCode(marker)}, path)
+    return path
+
+
+@pytest.mark.slow
+def test_load_from_a_crafted_pickle_runs_nothing_and_is_refused(shapes_table, tmp_path):
+    marker = tmp_path / "pwned"
+    crafted = _crafted_checkpoint(tmp_path / "weights.pth", marker)
+    options = tiny_options(shapes_table, 3, load_from=str(crafted))
+    with pytest.raises(UserError, match="not a weights-only file"):
+        run_pretrain(config=f"{CONFIGS}/clip_vit-tiny-p8_builtin.py", work_dir=tmp_path / "run", cfg_options=options)
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_resume_unpickles_only_checkpoints_this_runner_wrote(shapes_table, tmp_path):
+    config, work = f"{CONFIGS}/clip_vit-tiny-p8_builtin.py", tmp_path / "run"
+    run_pretrain(
+        config=config,
+        work_dir=work,
+        cfg_options=tiny_options(shapes_table, 3, **{"default_hooks.checkpoint.interval": 1}),
+    )
+    (work / "iter_3.pth").write_bytes((work / "iter_2.pth").read_bytes())  # content no longer what was sealed
+    with pytest.raises(UserError, match="sha256 differs from its seal"):
+        run_pretrain(config=config, work_dir=work, resume=True, cfg_options=tiny_options(shapes_table, 5))
+
+    marker = tmp_path / "pwned"
+    for name in ("iter_3.pth", "iter_3.pth" + RESUME_SEAL):
+        (work / name).unlink()
+    _crafted_checkpoint(work / "iter_4.pth", marker)  # dropped into the work dir, named like mmengine's
+    (work / "last_checkpoint").write_text(str(work / "iter_4.pth"))
+    with pytest.raises(UserError, match="no .rils-bench.sha256 seal"):
+        run_pretrain(config=config, work_dir=work, resume=True, cfg_options=tiny_options(shapes_table, 5))
+    (work / "last_checkpoint").write_text(str(_crafted_checkpoint(tmp_path / "iter_4.pth", marker)))  # outside
+    with pytest.raises(UserError, match="inside the work dir"):
+        run_pretrain(config=config, work_dir=work, resume=True, cfg_options=tiny_options(shapes_table, 5))
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_resume_on_an_empty_work_dir_is_refused_unless_auto(shapes_table, tmp_path):
+    config = f"{CONFIGS}/clip_vit-tiny-p8_builtin.py"
+    with pytest.raises(UserError, match="no checkpoint to resume from"):
+        run_pretrain(config=config, work_dir=tmp_path / "a", resume=True, cfg_options=tiny_options(shapes_table, 3))
+    export = run_pretrain(
+        config=config, work_dir=tmp_path / "b", resume="auto", cfg_options=tiny_options(shapes_table, 3)
+    )
+    assert export.is_file()

@@ -17,7 +17,9 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=None,  # an IterableDataset: shards are split across ranks and workers by webdataset
     collate_fn=dict(type="default_collate"),
-    dataset=dict(type="ImageTextShards", urls=data_root + "/{00000..01999}.tar", image_size=image_size),
+    dataset=dict(
+        type="ImageTextShards", urls=data_root + "/{00000..01999}.tar", num_samples=num_samples, image_size=image_size
+    ),
 )
 # 25 epochs of 20M pairs at 4096 per step, derived here once.
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=num_samples * epochs // global_batch)
