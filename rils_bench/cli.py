@@ -102,8 +102,15 @@ def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
     cmd.set_defaults(func=_cmd_pretrain)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag like every other bad input: one line, exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rils-bench", description=__doc__)
+    parser = _Parser(prog="rils-bench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rils-bench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     env = sub.add_parser("env", help="print the versions of the stack, whether mmcv has its ops, and the device")
@@ -119,8 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code (2 for bad input)."""
     compat.use_offline_hubs()
     compat.silence_known_warnings()
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except UserError as err:
         # Bad input gets one clear line and exit code 2, never a traceback.

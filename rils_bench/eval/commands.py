@@ -11,11 +11,33 @@ from pathlib import Path
 from typing import Any
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a batch, epoch or seed count of 0 means an untrained or empty result)."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `fewshot`, `linear`, `zeroshot`, `knn`, `retrieval` and `table` to the CLI's subparsers."""
     few = _eval_parser(subparsers, "fewshot", "k-shot logistic-regression probe, mean ± std over seeds", features=True)
     few.add_argument("--shots", default="1,2,4,8,16", help="comma-separated k values (default 1,2,4,8,16)")
-    few.add_argument("--seeds", type=int, default=5, help="number of sampling seeds, 0..N-1 (default 5)")
+    few.add_argument("--seeds", type=positive_int, default=5, help="number of sampling seeds, 0..N-1 (default 5)")
     few.set_defaults(func=_cmd_fewshot)
 
     lin = _eval_parser(subparsers, "linear", "linear probe on all of train, C chosen on 10 %% of train", features=True)
@@ -25,7 +47,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default="logreg",
         help="logreg: L-BFGS logistic regression (default); sgd: SGD linear head, for ImageNet-size sets",
     )
-    lin.add_argument("--epochs", type=int, default=30, help="SGD head epochs (default 30)")
+    lin.add_argument("--epochs", type=positive_int, default=30, help="SGD head epochs (default 30)")
     lin.add_argument("--seed", type=int, default=0, help="seed of the held-out split and the SGD head (default 0)")
     lin.set_defaults(func=_cmd_linear)
 
@@ -39,7 +61,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     zero.set_defaults(func=_cmd_zeroshot)
 
     knn = _eval_parser(subparsers, "knn", "weighted cosine kNN (DINO: k=20, T=0.07)", features=True)
-    knn.add_argument("--k", type=int, default=20, help="neighbours (default 20)")
+    knn.add_argument("--k", type=positive_int, default=20, help="neighbours (default 20)")
     knn.add_argument("--temperature", type=float, default=0.07, help="vote weight exp(sim / T) (default 0.07)")
     knn.set_defaults(func=_cmd_knn)
 
@@ -80,8 +102,12 @@ def _eval_parser(
             help="mean of the patch tokens (default: what pre-training pools) or the cls token",
         )
     parser.add_argument("--arch", default=None, help="registered size to use for a timm state dict (default: inferred)")
-    parser.add_argument("--batch-size", type=int, default=256, help="feature extraction batch size (default 256)")
-    parser.add_argument("--workers", type=int, default=None, help="data loader workers (default: by device)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=256, help="feature extraction batch size (default 256)"
+    )
+    parser.add_argument(
+        "--workers", type=non_negative_int, default=None, help="data loader workers (default: by device)"
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument(
         "--records", type=Path, default=None, help="records folder (default $RILS_BENCH_RECORDS or results/records)"

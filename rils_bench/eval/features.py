@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from rils_bench.errors import UserError
 from rils_bench.fileio import atomic_write
 from rils_bench.models.pretrained import PretrainedInfo
 from rils_bench.models.registry import ImageTextEncoder
@@ -46,9 +47,19 @@ def cache_root() -> Path:
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """`name`, or CUDA when there is one, else the CPU."""
+    """`name`, or CUDA when there is one, else the CPU.
+
+    Raises:
+        UserError: a name torch does not know, or a CUDA device on a machine without one.
+    """
     if name:
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise UserError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"device {name!r} asked for, but this machine has no CUDA device")
+        return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -70,8 +81,22 @@ def eval_transform(img_size: int) -> tuple[v2.Compose, str]:
     return transform, f"rgb|resize{img_size}-bicubic-aa|centercrop{img_size}|openai-mean-std"
 
 
+@dataclass(frozen=True)
+class UnreadableImage:
+    """What a worker returns for a file it cannot decode: the main process turns it into one clear error."""
+
+    path: str
+    reason: str
+
+
+def _collate(items: list[torch.Tensor | UnreadableImage]) -> torch.Tensor | UnreadableImage:
+    bad = [item for item in items if isinstance(item, UnreadableImage)]
+    return bad[0] if bad else torch.stack(items)
+
+
 class ImageFiles(Dataset):
-    """Image files -> transformed `[3, H, W]` tensors, in the given order."""
+    """Image files -> transformed `[3, H, W]` tensors, in the given order; an `UnreadableImage` for a file that
+    cannot be decoded (missing, empty, truncated, not an image)."""
 
     def __init__(self, paths: Sequence[Path], transform: v2.Compose) -> None:
         self.paths = list(paths)
@@ -80,9 +105,13 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        with Image.open(self.paths[index]) as image:
-            return self.transform(image.convert("RGB"))
+    def __getitem__(self, index: int) -> torch.Tensor | UnreadableImage:
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                return self.transform(image.convert("RGB"))  # decodes the whole file: truncation shows here
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            return UnreadableImage(str(path), str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 
 @dataclass(frozen=True)
@@ -216,7 +245,11 @@ def compute_features(
     progress: bool = True,
     desc: str = "features",
 ) -> np.ndarray:
-    """Run the encoder over `paths` in batches (no cache): `[N, D]` float32, rows in the order of `paths`."""
+    """Run the encoder over `paths` in batches (no cache): `[N, D]` float32, rows in the order of `paths`.
+
+    Raises:
+        UserError: an image that cannot be decoded (named; nothing is cached or recorded for the run).
+    """
     device = pick_device(str(device) if device is not None else None)
     workers = default_workers(device) if num_workers is None else num_workers
     loader = DataLoader(
@@ -225,11 +258,14 @@ def compute_features(
         num_workers=workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
+        collate_fn=_collate,
     )
     encoder = encoder.to(device).eval()
     chunks = []
     bar = tqdm(loader, desc=desc, unit="batch", disable=not progress or not sys.stderr.isatty(), mininterval=1.0)
     for images in bar:
+        if isinstance(images, UnreadableImage):
+            raise UserError(f"cannot read image {images.path}: {images.reason}")
         images = images.to(device, non_blocking=True)
         chunks.append(pool(encoder, images, feature).float().cpu())
     width = chunks[0].shape[1] if chunks else 0

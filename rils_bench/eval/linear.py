@@ -206,7 +206,7 @@ def run_linear(
         task="linear",
         dataset=data.name,
         split="val",
-        setting=f"{classifier},{feature}",
+        setting=f"{classifier},{feature}" if classifier == "logreg" else f"{classifier},epochs={epochs},{feature}",
         metrics=metrics,
         dataset_sha256=data.sha256,
         seeds=[seed],

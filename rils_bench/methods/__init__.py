@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from rils_bench.errors import UserError
 from rils_bench.methods.clip import CLIP
 from rils_bench.methods.losses import ITCLoss, LanguageSpaceMIMLoss, contrastive_labels, gather_features
 from rils_bench.methods.mae import MAE
@@ -27,7 +28,7 @@ def build_method(method: str, model: str | dict[str, Any], **kwargs: Any) -> nn.
     `kwargs` go to the method's constructor (e.g. `mask_ratio`, `rank`, `world_size`).
     """
     if method not in METHODS:
-        raise KeyError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+        raise UserError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     return METHODS[method](model, **kwargs)
 
 

@@ -82,7 +82,12 @@ def _from_rils_checkpoint(spec: str, payload: dict[str, Any]) -> tuple[ImageText
     state = strip_prefix(weights, ENCODER_PREFIX)
     if "model_config" not in meta or not any(k.startswith("visual.") for k in state):
         raise CheckpointError(f"{spec} holds no image encoder (no 'model_config' or no 'encoder.visual.*' weights)")
-    encoder = ImageTextEncoder(resolve_config(meta["model_config"]))
+    try:
+        config = resolve_config(meta["model_config"])
+    except (KeyError, TypeError, ValueError) as err:  # a model this version does not know, or a malformed config
+        reason = err.args[0] if err.args else err
+        raise CheckpointError(f"{spec}: its model config cannot be built here: {reason}") from None
+    encoder = ImageTextEncoder(config)
     load_strict(encoder, state, source=spec, target=meta["model_config"]["name"])
     info = PretrainedInfo(
         spec=spec,

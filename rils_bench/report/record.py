@@ -33,11 +33,23 @@ def records_dir() -> Path:
 
 
 def record_key(
-    *, checkpoint_sha256: str | None, checkpoint_spec: str, task: str, dataset: str, split: str, setting: str
+    *,
+    checkpoint_sha256: str | None,
+    checkpoint_spec: str,
+    task: str,
+    dataset: str,
+    split: str,
+    setting: str,
+    dataset_sha256: str | None = None,
+    seeds: list[int] | None = None,
 ) -> str:
-    """Identity of a record: the same evaluation of the same checkpoint always maps to the same key."""
+    """Identity of a record: everything that changes its numbers. The same evaluation of the same checkpoint on
+    the same data always maps to the same key (and replaces its record); two folders of the same name but
+    different content (`dataset_sha256`), or another set of seeds (a 1-seed smoke run vs the 5-seed result), do
+    not. Protocol values beyond the seeds (SGD epochs, k, templates, shots) are in `setting`."""
     ident = checkpoint_sha256 or checkpoint_spec  # random:<arch> has no file, its spec is its identity
-    return hashlib.sha256("\0".join([ident, task, dataset, split, setting]).encode()).hexdigest()[:16]
+    parts = [ident, task, dataset, split, setting, dataset_sha256 or "", ",".join(map(str, seeds or []))]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
 def make_record(
@@ -67,6 +79,8 @@ def make_record(
             dataset=dataset,
             split=split,
             setting=setting,
+            dataset_sha256=dataset_sha256,
+            seeds=seeds,
         ),
         "task": task,
         "dataset": dataset,
@@ -93,10 +107,15 @@ def make_record(
     }
 
 
-def write_record(record: dict[str, Any], root: Path | None = None) -> Path:
-    """Write atomically as `<root>/<task>/<dataset>/<key>.json`; an existing record of the same key is replaced."""
+def write_record(record: dict[str, Any], root: Path | None = None, *, log: Callable[[str], None] | None = None) -> Path:
+    """Write atomically as `<root>/<task>/<dataset>/<key>.json`; an existing record of the same key (the same
+    evaluation run again) is replaced, and `log` (default: stderr) says so in one line."""
     root = root or records_dir()
     path = root / record["task"] / record["dataset"] / f"{record['key']}.json"
+    if path.exists():
+        (log or _note)(
+            f"replacing record {path} (same checkpoint, data, setting and seeds; previous from {_date(path)})"
+        )
     with atomic_write(path) as f:
         f.write((json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
     return path
@@ -152,6 +171,17 @@ def record_problem(record: dict[str, Any]) -> str | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _date(path: Path) -> str:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("date", "an unknown date")
+    except (OSError, ValueError):
+        return "an unreadable file"
+
+
+def _note(message: str) -> None:
+    print(f"rils-bench: {message}", file=sys.stderr)
 
 
 def _warn(message: str) -> None:

@@ -98,7 +98,9 @@ def finalize_schedule(cfg: Config) -> None:
 
     Expects `param_scheduler` = [a warm-up scheduler, a decay scheduler] with iteration-based bounds.
     """
-    max_iters = int(cfg.train_cfg.max_iters)
+    max_iters = cfg.train_cfg.get("max_iters")
+    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
+        raise UserError(f"train_cfg.max_iters must be a positive integer, got {max_iters!r}")
     # At least 2: mmengine's LinearLR reaches the base LR one step before its end, so 1 would never get there.
     warmup = max(2, round(max_iters * float(cfg.get("warmup_ratio", 0.05))))
     if max_iters <= warmup:

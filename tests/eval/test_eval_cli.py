@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from eval_helpers import make_checkpoint, run_cli
 from PIL import Image
 
@@ -69,7 +70,34 @@ def bad_inputs(ckpt, tmp_path) -> dict[str, tuple[list[str], str]]:
             if not (split == "train" and folder == "b"):
                 Image.new("L", (8, 8)).save(root / split / folder / "0.png")
     (tmp_path / "junk.pt").write_bytes(b"junk")
+    corrupt = {}
+    for kind, damage in {
+        "truncated": lambda png: png.write_bytes(png.read_bytes()[:60]),
+        "empty": lambda png: png.write_bytes(b""),
+        "text": lambda png: png.write_text("this is not a picture"),
+    }.items():
+        folder = tmp_path / f"corrupt-{kind}"
+        for split in ("train", "val"):
+            for name in ("a", "b"):
+                (folder / split / name).mkdir(parents=True)
+                Image.new("RGB", (32, 32), (40 * len(name), 90, 200)).save(folder / split / name / "0.png")
+        damage(folder / "val" / "b" / "0.png")
+        corrupt[f"{kind} image"] = (
+            ["zeroshot", "--dataset", f"imagefolder:{folder}"],
+            str(folder / "val" / "b" / "0.png"),
+        )
+    unknown_model = tmp_path / "unknown-model.pt"
+    raw = torch.load(ckpt, weights_only=True)
+    raw["meta"]["model_config"]["name"] = "vit_giant_from_the_future"
+    torch.save(raw, unknown_model)
     return {
+        **corrupt,
+        "batch 0": (["fewshot", "--shots", "1", "--batch-size", "0"], "expected a positive integer"),
+        "workers -1": (["linear", "--workers", "-1"], "expected 0 or a positive integer"),
+        "epochs 0": (["linear", "--classifier", "sgd", "--epochs", "0"], "expected a positive integer"),
+        "seeds x": (["fewshot", "--seeds", "x"], "expected an integer"),
+        "device bogus": (["knn", "--device", "bogus"], "unknown device 'bogus'"),
+        "unknown model": (["knn", "--ckpt", str(unknown_model)], "unknown model 'vit_giant_from_the_future'"),
         "shots 0": (["fewshot", "--shots", "0"], "positive integers"),
         "shots a": (["fewshot", "--shots", "a"], "positive integers"),
         "k too large": (["fewshot", "--shots", "1,6"], "6-shot needs 6 training images per class"),
@@ -90,6 +118,15 @@ BAD = [
     "not a ckpt",
     "empty class",
     "image-only",
+    "truncated image",
+    "empty image",
+    "text image",
+    "batch 0",
+    "workers -1",
+    "epochs 0",
+    "seeds x",
+    "device bogus",
+    "unknown model",
 ]
 
 
@@ -131,3 +168,26 @@ def test_without_dataset_every_builtin_classification_set_is_evaluated(rils_ckpt
     monkeypatch.setattr(datasets, "DEFAULT_CLASSIFICATION_SETS", ("shapes",))  # the real sets need downloads
     assert run_cli(["knn", "--ckpt", str(rils_ckpt), *FAST]) == 0
     assert [r["dataset"] for r in records_of(tmp_path, "knn")] == ["shapes"]
+
+
+def test_record_keys_keep_different_experiments_apart_and_a_rerun_says_it_replaces(rils_ckpt, tmp_path, capsys):
+    ckpt = ["--ckpt", str(rils_ckpt), *FAST]
+    folders = []
+    for parent, shade in (("a", 60), ("b", 200)):  # two folders named x, different images
+        folder = tmp_path / parent / "x"
+        for split in ("train", "val"):
+            for c, name in enumerate(("cat", "dog")):
+                (folder / split / name).mkdir(parents=True)
+                for i in range(2):
+                    Image.new("RGB", (32, 32), (shade, 40 * c, 30 * i)).save(folder / split / name / f"{i}.png")
+        folders.append(folder)
+    for folder in folders:
+        assert run_cli(["knn", *ckpt, "--dataset", f"imagefolder:{folder}", "--k", "1"]) == 0
+    assert run_cli(["fewshot", *ckpt, "--dataset", "shapes", "--shots", "1", "--seeds", "1"]) == 0
+    assert run_cli(["fewshot", *ckpt, "--dataset", "shapes", "--shots", "1", "--seeds", "2"]) == 0
+    assert len(records_of(tmp_path, "knn")) == 2  # /a/x and /b/x are different data
+    assert sorted(len(r["seeds"]) for r in records_of(tmp_path, "fewshot")) == [1, 2]  # a smoke run replaces nothing
+    capsys.readouterr()
+    assert run_cli(["knn", *ckpt, "--dataset", f"imagefolder:{folders[0]}", "--k", "1"]) == 0
+    replaced = [line for line in capsys.readouterr().err.splitlines() if "replacing record" in line]
+    assert len(replaced) == 1 and len(records_of(tmp_path, "knn")) == 2

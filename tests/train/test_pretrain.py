@@ -295,3 +295,19 @@ def test_resume_on_an_empty_work_dir_is_refused_unless_auto(shapes_table, tmp_pa
         config=config, work_dir=tmp_path / "b", resume="auto", cfg_options=tiny_options(shapes_table, 3)
     )
     assert export.is_file()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("train_cfg.max_iters=abc", "max_iters must be a positive integer"),
+        ("model.method=simclr", "unknown method 'simclr'"),
+    ],
+)
+def test_a_bad_config_value_is_one_line_and_exit_2(option, message, tmp_path, capsys):
+    from rils_bench.cli import main
+
+    argv = ["pretrain", f"{CONFIGS}/clip_vit-tiny-p8_builtin.py", "--work-dir", str(tmp_path), "--cfg-options", option]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
