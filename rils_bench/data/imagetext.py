@@ -41,7 +41,8 @@ class ImageTextTable(Dataset):
         table = Path(table)
         if not table.is_file():
             raise UserError(f"image-text table not found: {table}")
-        with open(table, newline="", encoding="utf-8") as f:
+        # surrogateescape: a caption that is not UTF-8 spoils its own row (the reader skips it), not the table.
+        with open(table, newline="", encoding="utf-8", errors="surrogateescape") as f:
             reader = csv.DictReader(f, delimiter="\t" if table.suffix == ".tsv" else ",")
             missing = {image_column, caption_column} - set(reader.fieldnames or ())
             if missing:
@@ -60,6 +61,11 @@ class ImageTextTable(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, str]:
         path = self.paths[index]
         where = f"row {index + 1} of {self.table}"
+        caption = self.captions[index]
+        try:
+            caption.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"caption is not UTF-8 ({where})") from None
         try:
             with Image.open(path) as image:
                 rgb = image.convert("RGB")  # decodes now, so a truncated file fails here, not in the model
@@ -67,7 +73,7 @@ class ImageTextTable(Dataset):
             raise UserError(f"image file not found: {path} ({where})") from None
         except (OSError, ValueError, Image.DecompressionBombError) as err:
             raise UserError(f"cannot decode image {path} ({where}): {err}") from err
-        return (self.transform(rgb) if self.transform else rgb), self.captions[index]
+        return (self.transform(rgb) if self.transform else rgb), caption
 
 
 def _identity(x: Any) -> Any:  # a named function, not a lambda: dataloader workers may need to pickle it
@@ -80,6 +86,7 @@ def webdataset_pairs(
     *,
     shard_shuffle: int = 0,
     seed: int | None = None,
+    handler: Callable[[Exception], bool] | None = None,
 ) -> Any:
     """An iterable dataset of `(image, caption)` from WebDataset tar shards (an image member + `.txt`).
 
@@ -87,12 +94,23 @@ def webdataset_pairs(
     Shards are split across distributed ranks and dataloader workers. `shard_shuffle` > 0 shuffles the
     shard order through a buffer of that many shards (seeded by `seed`); 0 keeps the order given.
     Sample-level shuffling is left to the caller (e.g. `.shuffle(1000)` on the result, which is a
-    `webdataset.WebDataset` pipeline that further stages can be chained onto).
+    `webdataset.WebDataset` pipeline that further stages can be chained onto). `handler` is webdataset's error
+    handler for every stage (reading a shard, decoding, assembling a sample); default: re-raise.
     """
     import webdataset as wds
 
+    handler = handler or wds.reraise_exception
     shards = [str(u) for u in urls] if isinstance(urls, Sequence) and not isinstance(urls, str) else str(urls)
     dataset = wds.WebDataset(
-        shards, shardshuffle=shard_shuffle or False, nodesplitter=wds.split_by_node, empty_check=False, seed=seed
+        shards,
+        shardshuffle=shard_shuffle or False,
+        nodesplitter=wds.split_by_node,
+        empty_check=False,
+        seed=seed,
+        handler=handler,
     )
-    return dataset.decode("pil").to_tuple(IMAGE_EXTENSIONS, "txt").map_tuple(transform or _identity, _identity)
+    return (
+        dataset.decode("pil", handler=handler)
+        .to_tuple(IMAGE_EXTENSIONS, "txt", handler=handler)
+        .map_tuple(transform or _identity, _identity, handler=handler)
+    )

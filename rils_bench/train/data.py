@@ -15,6 +15,7 @@ from mmengine.registry import DATASETS
 from torch.utils.data import Dataset, IterableDataset
 from torchvision import transforms as T
 
+from rils_bench.data.bad_samples import SHARD_SKIPS, SkipLog, skip_shard_error
 from rils_bench.data.imagetext import ImageTextTable, webdataset_pairs
 from rils_bench.errors import UserError
 
@@ -55,6 +56,9 @@ def _prepare_builtin(name: str) -> Path:
 class ImageTextPairs(Dataset):
     """Pairs from a CSV/TSV table (`table=`) or from a built-in set (`builtin='imagetext'`, prepared if missing).
 
+    A row whose image is missing or undecodable, or whose caption is not UTF-8, is skipped: the next row is read
+    in its place, and the sample carries how many were skipped (see `rils_bench.data.bad_samples`).
+
     Attributes:
         content_sha256: the built-in set's content hash (recorded in the exported checkpoint); None for a table.
     """
@@ -79,23 +83,32 @@ class ImageTextPairs(Dataset):
             table = root / f"{split}.csv"
             self.content_sha256 = read_manifest(root)["content_sha256"]
         self.pairs = ImageTextTable(table, transform=train_transform(image_size, crop_scale, hflip))
+        self.skips = SkipLog()
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image, caption = self.pairs[index]
-        return {"inputs": image, "data_samples": caption}
+        for offset in range(len(self)):
+            try:
+                image, caption = self.pairs[(index + offset) % len(self)]
+            except UserError as err:  # names the file and row
+                self.skips.skip(str(err))
+                continue
+            return {"inputs": image, "data_samples": caption, "skipped": self.skips.take()}
+        raise UserError(f"no row of {self.pairs.table} could be read")
 
 
 def _as_sample(pair: tuple[Any, str]) -> dict[str, Any]:
-    return {"inputs": pair[0], "data_samples": pair[1]}
+    return {"inputs": pair[0], "data_samples": pair[1], "skipped": SHARD_SKIPS.take()}
 
 
 @DATASETS.register_module()
 class ImageTextShards(IterableDataset):
     """Pairs streamed from WebDataset shards (LAION-scale runs): shards split across ranks and workers,
     shard order shuffled, samples shuffled through a buffer. Use with `sampler=None` in the dataloader config.
+    A corrupt member, a sample without image or caption, or an unreadable / cut shard is skipped and counted
+    (`rils_bench.data.bad_samples`).
 
     `num_samples` is the number of pairs in all shards together. A stream has no length of its own, but mmengine
     asks the dataloader for one while it builds the run; `len()` is this rank's nominal share,
@@ -116,7 +129,8 @@ class ImageTextShards(IterableDataset):
     ) -> None:
         self.content_sha256 = None
         self.num_samples = num_samples
-        pairs = webdataset_pairs(urls, train_transform(image_size, crop_scale, hflip), shard_shuffle=100, seed=seed)
+        transform = train_transform(image_size, crop_scale, hflip)
+        pairs = webdataset_pairs(urls, transform, shard_shuffle=100, seed=seed, handler=skip_shard_error)
         self.pipeline = (pairs.shuffle(shuffle_buffer) if shuffle_buffer else pairs).map(_as_sample)
 
     def __len__(self) -> int:

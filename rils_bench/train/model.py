@@ -66,7 +66,11 @@ class PretrainModel(BaseModel):
         return self.method.encoder
 
     def forward(
-        self, inputs: torch.Tensor, data_samples: list[str] | torch.Tensor | None = None, mode: str = "loss"
+        self,
+        inputs: torch.Tensor,
+        data_samples: list[str] | torch.Tensor | None = None,
+        mode: str = "loss",
+        skipped: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor] | torch.Tensor:
         """`mode='loss'`: the method's step on normalised images `[B, 3, H, W]` and their captions (strings, or
         tokens `[B, T]`); `mode='tensor'`: the encoder's final-normed tokens `[B, 1+L, D]`."""

@@ -18,7 +18,13 @@ default_hooks = dict(
     checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=200, max_keep_ckpts=2),
     sampler_seed=dict(type="DistSamplerSeedHook"),
 )
-custom_hooks = [dict(type="ThroughputHook"), dict(type="ExportCheckpointHook")]
+# Bad samples (missing / truncated images, non-UTF-8 captions, corrupt shard members, cut tars) are skipped and
+# counted; the run stops with one line when more than `limit` of what was read was bad (rils_bench.data.bad_samples).
+custom_hooks = [
+    dict(type="ThroughputHook"),
+    dict(type="BadSampleHook", limit=0.01),
+    dict(type="ExportCheckpointHook"),
+]
 
 # Images are normalised by PretrainModel's default data preprocessor: CLIP's RGB mean/std from open_clip, the same
 # statistics the evaluations use (rils_bench.train.model.CLIP_PREPROCESSOR).
