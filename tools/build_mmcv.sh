@@ -38,19 +38,27 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Fetching the sdist: `pip download` runs its setup.py for metadata, which needs pkg_resources,
-# so the download happens in a throwaway venv that holds an older setuptools.
-echo "build_mmcv: fetching mmcv==$MMCV_VERSION sdist" >&2
-"$PYTHON" -m venv "$work/fetch-venv"
-"$work/fetch-venv/bin/pip" install -q 'setuptools<81' wheel \
-  || die "cannot reach the package registry to install setuptools<81 (needed to fetch the mmcv sdist)"
-"$work/fetch-venv/bin/pip" download -q --no-deps --no-binary :all: --no-build-isolation \
-  "mmcv==$MMCV_VERSION" -d "$work/sdist" \
-  || die "cannot download mmcv==$MMCV_VERSION from the package registry"
-
+# Fetching the sdist: the file itself is downloaded from the index's simple page (no `pip download`, which would
+# run the sdist's setup.py to read its metadata before anything could check it) and its sha256 is checked before
+# anything reads or runs it. The index is pip's own (PIP_INDEX_URL or pip config), default PyPI.
+echo "build_mmcv: fetching mmcv-$MMCV_VERSION.tar.gz" >&2
+index=${PIP_INDEX_URL:-$("$PYTHON" -m pip config get global.index-url 2>/dev/null || echo https://pypi.org/simple)}
+mkdir -p "$work/sdist"
 sdist="$work/sdist/mmcv-$MMCV_VERSION.tar.gz"
+"$PYTHON" - "$index" "mmcv-$MMCV_VERSION.tar.gz" "$sdist" <<'PY' || die "cannot download mmcv-$MMCV_VERSION.tar.gz from $index"
+import re, shutil, sys, urllib.parse, urllib.request
+index, name, dest = sys.argv[1:]
+page_url = index.rstrip("/") + "/mmcv/"
+page = urllib.request.urlopen(page_url, timeout=60).read().decode()
+links = [h for h in re.findall(r'href="([^"]+)"', page) if urllib.parse.urlsplit(h).path.endswith("/" + name)]
+if not links:
+    sys.exit(f"build_mmcv: {name} is not listed on {page_url}")
+with urllib.request.urlopen(urllib.parse.urljoin(page_url, links[0]), timeout=300) as src, open(dest, "wb") as out:
+    shutil.copyfileobj(src, out)
+PY
+
 echo "$MMCV_SDIST_SHA256  $sdist" | sha256sum --check --status \
-  || die "sha256 of mmcv-$MMCV_VERSION.tar.gz does not match $MMCV_SDIST_SHA256; refusing to build"
+  || die "sha256 of mmcv-$MMCV_VERSION.tar.gz does not match $MMCV_SDIST_SHA256; refusing to build (nothing of it was run)"
 
 tar -xzf "$sdist" -C "$work"
 src="$work/mmcv-$MMCV_VERSION"
