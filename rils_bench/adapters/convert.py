@@ -25,16 +25,19 @@ from torch import nn
 
 from rils_bench.checkpoint import (
     BACKBONE_PREFIX,
+    FORMAT,
     VISUAL_PREFIX,
     CheckpointError,
     KeyReport,
     compare_keys,
     load_checkpoint,
+    read_tensor_file,
     strip_prefix,
 )
 from rils_bench.fileio import atomic_write, sha256_of
-from rils_bench.models.pretrained import load_pretrained
-from rils_bench.models.registry import resolve_config
+from rils_bench.models.foreign import TimmEncoder
+from rils_bench.models.pretrained import PretrainedInfo, load_pretrained, registered_match, timm_vit_shape
+from rils_bench.models.registry import get_model_config, list_models, resolve_config
 
 TARGETS = {"timm": "", "mmdet": BACKBONE_PREFIX, "mmseg": BACKBONE_PREFIX}
 
@@ -61,7 +64,9 @@ def visual_state_of(spec: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     """`(encoder tensors with timm names, model config, source meta, number of other tensors)` of a checkpoint.
 
     `spec` is an exported checkpoint path or `random:<arch>` (a seed-0 random encoder). The checkpoint is read as
-    is, not rebuilt, so that a damaged one reaches the key report instead of failing before it.
+    is, not rebuilt, so that a damaged one reaches the key report instead of failing before it. A timm ViT
+    (`timm:<model>=<file>`, a plain timm state dict, MAE's released layout) is built by `load_pretrained`; parts
+    our backbone does not have (register tokens, layer scale, `norm_pre`) show in the key report.
 
     Raises:
         CheckpointError: unreadable file, or one that holds no image encoder.
@@ -71,6 +76,8 @@ def visual_state_of(spec: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         encoder, info = load_pretrained(spec)
         meta = {"source": spec, "source_sha256": None, "method": "random", "seed": info.seed}
         return dict(encoder.visual.state_dict()), dict(encoder.config), meta, 0
+    if spec.startswith(("timm:", "open_clip:")) or _is_timm_file(spec):
+        return _timm_visual_state(spec)
     payload = load_checkpoint(spec)
     weights, meta = payload["state_dict"], payload["meta"]
     visual = strip_prefix(weights, VISUAL_PREFIX)
@@ -78,6 +85,39 @@ def visual_state_of(spec: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise CheckpointError(f"{spec} holds no image encoder (no 'encoder.visual.*' weights or no model_config)")
     source = {"source": spec, "source_sha256": sha256_of(spec), "method": meta.get("method"), "seed": meta.get("seed")}
     return visual, dict(meta["model_config"]), source, len(weights) - len(visual)
+
+
+def _is_timm_file(spec: str) -> bool:
+    payload = read_tensor_file(Path(spec), expected="a rils-bench checkpoint or a timm ViT state dict")
+    return not (isinstance(payload, dict) and payload.get("format") == FORMAT)
+
+
+def _timm_visual_state(spec: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:
+    state, config, info = backbone_source(spec)
+    meta = {"source": spec, "source_sha256": info.sha256, "method": info.method, "seed": None, "arch": info.arch}
+    return state, config, meta, 0
+
+
+def backbone_source(spec: str, *, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, Any], PretrainedInfo]:
+    """What the dense backbone is built from, for any `--ckpt`: `(image-encoder tensors with timm names, a model
+    config of that size, where it came from)`. A timm ViT's size is read off its tensors (heads from the model).
+
+    Raises:
+        CheckpointError: an open_clip checkpoint (no dense backbone for its tower yet), or a bad checkpoint.
+    """
+    if spec.startswith("open_clip:"):
+        raise CheckpointError(
+            f"{spec!r}: open_clip image towers (ln_pre, their own attention and LayerNorm layout) have no mmdet / "
+            "mmseg backbone here yet; zero-shot, retrieval and the probes take them"
+        )
+    encoder, info = load_pretrained(spec, seed=seed)
+    if not isinstance(encoder, TimmEncoder):
+        return dict(encoder.visual.state_dict()), dict(encoder.config), info
+    vit = encoder.model
+    state = {k: v for k, v in vit.state_dict().items() if not k.startswith(("head.", "head_drop."))}
+    shape = {**timm_vit_shape(state), "heads": vit.blocks[0].attn.num_heads}
+    base = registered_match(shape) or list_models()[0]  # every encoder key is overridden by `shape`
+    return state, get_model_config(base, **shape, embed_dim=None), info
 
 
 def target_model(target: str, model_config: dict[str, Any]) -> nn.Module:

@@ -21,10 +21,10 @@ from mmengine.logging import print_log
 
 from rils_bench import compat
 from rils_bench.adapters import dense_config
-from rils_bench.adapters.convert import write_backbone
+from rils_bench.adapters.convert import backbone_source, write_backbone
 from rils_bench.data.builtin import prepare as builtin
 from rils_bench.errors import UserError
-from rils_bench.models.pretrained import PretrainedInfo, load_pretrained
+from rils_bench.models.pretrained import PretrainedInfo
 from rils_bench.report.record import make_record, write_record
 
 BUILTIN_SETS = ("pastecoco", "pasteade")  # `dataset_name`s that rils-bench prepares itself when no root is given
@@ -81,10 +81,10 @@ def run_dense(
         UserError: unknown task, missing config, unreadable checkpoint or one without an image encoder.
     """
     path = dense_config.resolve_config_path(task, config)
-    encoder, info = load_pretrained(ckpt, seed=seed)
+    visual, encoder_config, info = backbone_source(str(ckpt), seed=seed)
     root, dataset_sha = _data_root(path, data_root)
     cfg = dense_config.load_config(path, root)
-    for note in dense_config.fit_to_encoder(cfg, task, encoder.config):
+    for note in dense_config.fit_to_encoder(cfg, task, encoder_config):
         print_log(note, logger="current")
     classes = dense_config.read_classes(root) if root else None
     if classes:
@@ -92,10 +92,10 @@ def run_dense(
     work_dir = Path(work_dir or Path("work_dirs") / "dense" / path.stem / _tag(info))
     # Every rank writes the same bytes atomically, so no rank can read a half-written file.
     backbone_file = write_backbone(
-        encoder.visual.state_dict(), to=dense_config.TASKS[task].scope, out=work_dir / "backbone.pth",
-        meta={"source": info.spec, "source_sha256": info.sha256, "arch": info.arch, "model_config": encoder.config},
+        visual, to=dense_config.TASKS[task].scope, out=work_dir / "backbone.pth",
+        meta={"source": info.spec, "source_sha256": info.sha256, "arch": info.arch, "model_config": encoder_config},
     )  # fmt: skip
-    del encoder
+    del visual
     _configure_run(cfg, backbone_file=backbone_file, work_dir=work_dir, launcher=launcher, seed=seed)
     if max_iters:
         dense_config.shorten(cfg, max_iters)

@@ -83,8 +83,8 @@ def _eval_parser(
     parser.add_argument(
         "--ckpt",
         default=None,
-        help="an exported rils-bench checkpoint, random:<arch>, or a timm ViT state dict "
-        "(default: the most recent export under work_dirs/)",
+        help="an exported rils-bench checkpoint, random:<arch>, open_clip:<model>=<file>, timm:<model>=<file>, or a "
+        "timm / MAE ViT state dict file (default: the most recent export under work_dirs/)",
     )
     if dataset:
         parser.add_argument("--dataset", default=dataset, help=f"built-in name or csv:PATH (default {dataset})")
@@ -97,9 +97,10 @@ def _eval_parser(
     if features:
         parser.add_argument(
             "--feature",
-            choices=("gap", "cls"),
-            default="gap",
-            help="mean of the patch tokens (default: what pre-training pools) or the cls token",
+            choices=("gap", "cls", "embed"),
+            default=None,
+            help="gap: mean of the patch tokens; cls: the class token; embed: the projected image embedding "
+            "(default: what the checkpoint's authors probe: gap for rils-bench, cls for DINOv2/DeiT, embed for CLIP)",
         )
     parser.add_argument("--arch", default=None, help="registered size to use for a timm state dict (default: inferred)")
     parser.add_argument(
@@ -177,7 +178,8 @@ def _cmd_linear(args: argparse.Namespace) -> int:
             **_common(args, dataset),
         )
         top1 = record["metrics"]["top1"]
-        print(f"linear ({args.classifier}, {args.feature}) top-1 on {record['dataset']} val: {top1:.2f}%")
+        feature = record["config"]["feature"]
+        print(f"linear ({args.classifier}, {feature}) top-1 on {record['dataset']} val: {top1:.2f}%")
         _report([record], args)
     return 0
 
@@ -199,7 +201,8 @@ def _cmd_knn(args: argparse.Namespace) -> int:
     for dataset in _datasets(args):
         record = run_knn(feature=args.feature, k=args.k, temperature=args.temperature, **_common(args, dataset))
         metrics = ", ".join(f"{k} {v:.2f}%" for k, v in record["metrics"].items())
-        print(f"kNN (k={args.k}, T={args.temperature:g}, {args.feature}) on {record['dataset']} val: {metrics}")
+        feature = record["config"]["feature"]
+        print(f"kNN (k={args.k}, T={args.temperature:g}, {feature}) on {record['dataset']} val: {metrics}")
         _report([record], args)
     return 0
 

@@ -63,22 +63,33 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def eval_transform(img_size: int) -> tuple[v2.Compose, str]:
+def transform_of(config: dict) -> tuple[v2.Compose, str]:
+    """`eval_transform` for an encoder config: its `img_size`, and its own `image_mean` / `image_std` when it has
+    them (a foreign checkpoint evaluated with the statistics its authors trained with), else CLIP's."""
+    return eval_transform(config["img_size"], config.get("image_mean"), config.get("image_std"))
+
+
+def eval_transform(
+    img_size: int, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> tuple[v2.Compose, str]:
     """The evaluation transform and its description (part of the cache key).
 
-    Any image -> RGB (gray is repeated), bicubic resize of the short side to `img_size`, centre crop, CLIP's
-    mean/std: the normalisation pre-training uses. Built-in images are 28 or 64 px, so this mostly upsamples.
+    Any image -> RGB (gray is repeated), bicubic resize of the short side to `img_size`, centre crop, normalised
+    with `mean` / `std` (default CLIP's: the normalisation pre-training uses). Built-in images are 28 or 64 px,
+    so this mostly upsamples.
     """
+    mean, std = tuple(mean or OPENAI_DATASET_MEAN), tuple(std or OPENAI_DATASET_STD)
+    stats = "openai-mean-std" if (mean, std) == (OPENAI_DATASET_MEAN, OPENAI_DATASET_STD) else f"mean{mean}-std{std}"
     transform = v2.Compose(
         [
             v2.ToImage(),
             v2.Resize(img_size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
             v2.CenterCrop(img_size),
             v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),
+            v2.Normalize(list(mean), list(std)),
         ]
     )
-    return transform, f"rgb|resize{img_size}-bicubic-aa|centercrop{img_size}|openai-mean-std"
+    return transform, f"rgb|resize{img_size}-bicubic-aa|centercrop{img_size}|{stats}"
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,7 @@ def extract_features(
     """
     if feature not in FEATURE_TYPES:
         raise ValueError(f"unknown feature type {feature!r}; known: {FEATURE_TYPES}")
-    transform, description = eval_transform(encoder.config["img_size"])
+    transform, description = transform_of(encoder.config)
     key_args = dict(
         checkpoint=checkpoint_identity(info),
         dataset_sha256=dataset_sha256,
@@ -276,8 +287,8 @@ def pool(encoder: ImageTextEncoder, images: torch.Tensor, feature: str) -> torch
     """One batch of features of type `feature` through the encoder's evaluation interface. `[B, 3, H, W] -> [B, D]`."""
     if feature == "embed":
         return encoder.encode_image(images)
-    tokens = encoder.forward_features(images)  # [B, 1+L, D]
-    return tokens[:, 0] if feature == "cls" else tokens[:, 1:].mean(dim=1)
+    tokens = encoder.forward_features(images)  # [B, P+L, D]: P prefix tokens (cls, registers) first
+    return tokens[:, 0] if feature == "cls" else tokens[:, getattr(encoder, "num_prefix_tokens", 1) :].mean(dim=1)
 
 
 @torch.inference_mode()

@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from rils_bench.errors import UserError
 from rils_bench.eval.datasets import ClassificationSet
-from rils_bench.eval.features import ExtractOptions, eval_transform
+from rils_bench.eval.features import ExtractOptions, transform_of
 from rils_bench.eval.linear import C_GRID, LOGREG, MAX_ITER, best_c, fit_logistic, held_out_scores
 from rils_bench.eval.metrics import log_stderr, top1
 from rils_bench.eval.probe import open_probe
@@ -106,7 +106,7 @@ def run_fewshot(
     dataset: str,
     shots: Sequence[int],
     seeds: int = 5,
-    feature: str = "gap",
+    feature: str | None = None,
     c_grid: Sequence[float] = C_GRID,
     arch: str | None = None,
     options: ExtractOptions | None = None,
@@ -127,6 +127,7 @@ def run_fewshot(
     if not shots or min(shots) < 1:
         raise UserError(f"shots must be positive integers, got {list(shots)}")
     probe = open_probe(ckpt=ckpt, dataset=dataset, arch=arch)
+    feature = probe.resolve_feature(feature)
     encoder, info, data, train, test = probe.encoder, probe.info, probe.data, probe.train, probe.val
     check_shots(shots, train.labels, data.folders)
 
@@ -144,7 +145,7 @@ def run_fewshot(
             acc = top1(fit_logistic(x, y, c).predict(xte), test.labels)
             log(f"{k}-shot seed {seed}: C={c:g} ({how}); top-1 {acc:.2f}% on {len(test)} val images")
             trials.append(Trial(seed, acc, c, how, hashlib.sha256(picked.tobytes()).hexdigest()))
-        out.append(fewshot_record(info, data, k, feature, trials, c_grid, len(test), encoder.config["img_size"]))
+        out.append(fewshot_record(info, data, k, feature, trials, c_grid, len(test), encoder.config))
     if write:
         for record in out:
             write_record(record, records)
@@ -170,7 +171,7 @@ def fewshot_record(
     trials: Sequence[Trial],
     c_grid: Sequence[float],
     n_test: int,
-    img_size: int,
+    encoder_config: dict[str, Any],
 ) -> dict[str, Any]:
     """The record of one k: mean ± sample std of top-1 over the trials, per-seed values, C and how it was chosen."""
     accs = [t.top1 for t in trials]
@@ -200,7 +201,7 @@ def fewshot_record(
             "n_test": n_test,
             "std": "sample standard deviation over seeds",
             "sample_sha256": [t.sample_sha256 for t in trials],
-            "transform": eval_transform(img_size)[1],
+            "transform": transform_of(encoder_config)[1],
             "dataset_spec": data.spec,
         },
     )

@@ -52,7 +52,7 @@ def run_knn(
     *,
     ckpt: str,
     dataset: str,
-    feature: str = "gap",
+    feature: str | None = None,
     k: int = K,
     temperature: float = TEMPERATURE,
     arch: str | None = None,
@@ -69,6 +69,7 @@ def run_knn(
     if k < 1 or temperature <= 0:
         raise UserError(f"kNN needs k >= 1 and a positive temperature, got k={k}, T={temperature}")
     probe = open_probe(ckpt=ckpt, dataset=dataset, arch=arch)
+    feature = probe.resolve_feature(feature)
     encoder, info, data, train, val = probe.encoder, probe.info, probe.data, probe.train, probe.val
     xtr, xva = probe.extract(feature=feature, options=options)
     n_classes = len(data.classnames)
@@ -84,7 +85,7 @@ def run_knn(
         metrics=metrics,
         dataset_sha256=data.sha256,
         hyperparameters={"k": k, "temperature": temperature, "selection": "fixed (DINO's defaults), not tuned"},
-        config=probe_config(data, train, val, feature, encoder.config["img_size"]),
+        config=probe_config(data, train, val, feature, encoder.config),
     )
     if write:
         write_record(record, records)

@@ -161,7 +161,7 @@ def run_linear(
     *,
     ckpt: str,
     dataset: str,
-    feature: str = "gap",
+    feature: str | None = None,
     classifier: str = "logreg",
     c_grid: Sequence[float] = C_GRID,
     lr_grid: Sequence[float] = LR_GRID,
@@ -181,6 +181,7 @@ def run_linear(
     if classifier not in ("logreg", "sgd"):
         raise UserError(f"unknown classifier {classifier!r}; choose logreg or sgd")
     probe = open_probe(ckpt=ckpt, dataset=dataset, arch=arch)
+    feature = probe.resolve_feature(feature)
     encoder, info, data, train, val = probe.encoder, probe.info, probe.data, probe.train, probe.val
     holdout_split(train.labels)  # fail on a too-small class before any feature is computed
     xtr, xva = probe.extract(feature=feature, options=options)
@@ -213,7 +214,7 @@ def run_linear(
         hyperparameters=hyper,
         config={
             "classifier": LOGREG if classifier == "logreg" else "SGD linear head (standardised features)",
-            **probe_config(data, train, val, feature, encoder.config["img_size"]),
+            **probe_config(data, train, val, feature, encoder.config),
         },
     )
     if write:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rils_bench.errors import UserError
-from rils_bench.eval.features import eval_transform
+from rils_bench.eval.features import transform_of
 
 if TYPE_CHECKING:
     from rils_bench.models.pretrained import PretrainedInfo
@@ -41,14 +41,14 @@ def accuracy_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]
     return metrics
 
 
-def probe_config(data: Any, train: Any, val: Any, feature: str, img_size: int) -> dict[str, Any]:
+def probe_config(data: Any, train: Any, val: Any, feature: str, encoder_config: dict[str, Any]) -> dict[str, Any]:
     """The record's `config` for a probe fitted on `train` and scored on `val` of `data`."""
     return {
         "feature": feature,
         "n_train": len(train),
         "n_val": len(val),
         "n_classes": len(data.classnames),
-        "transform": eval_transform(img_size)[1],
+        "transform": transform_of(encoder_config)[1],
         "dataset_spec": data.spec,
     }
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rils_bench.errors import UserError
 from rils_bench.eval.datasets import ClassificationSet, LabelledImages, resolve_classification
 from rils_bench.eval.features import ExtractOptions, extract_features
 from rils_bench.models.pretrained import PretrainedInfo, load_pretrained
@@ -22,6 +23,20 @@ class Probe:
     data: ClassificationSet
     train: LabelledImages
     val: LabelledImages
+
+    def resolve_feature(self, requested: str | None) -> str:
+        """`requested`, or the feature the checkpoint's authors probe with (a foreign encoder's `default_feature`,
+        e.g. DINOv2's cls token; `gap` for rils-bench checkpoints, what pre-training pools).
+
+        Raises:
+            UserError: `cls` of an encoder without a class token, `embed` of an image-only encoder.
+        """
+        feature = requested or self.encoder.config.get("default_feature", "gap")
+        if feature == "cls" and not getattr(self.encoder, "has_class_token", True):
+            raise UserError(f"--feature cls: {self.info.spec} has no class token; use gap")
+        if feature == "embed" and self.encoder.config.get("embed_dim") is None:
+            raise UserError(f"--feature embed: {self.info.spec} is image-only (no joint embedding); use gap or cls")
+        return feature
 
     def extract(
         self, *, feature: str, options: ExtractOptions | None = None, train_indices: np.ndarray | None = None

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from rils_bench.eval.datasets import PairSet, resolve_retrieval
-from rils_bench.eval.features import ExtractOptions, embed_texts, eval_transform, extract_features
+from rils_bench.eval.features import ExtractOptions, embed_texts, extract_features, transform_of
 from rils_bench.eval.metrics import log_stderr, require_text_tower
 from rils_bench.models.pretrained import PretrainedInfo, load_pretrained
 from rils_bench.models.registry import ImageTextEncoder
@@ -91,7 +91,7 @@ def run_retrieval(
                 config={
                     "n_pairs": len(pairs.paths),
                     "ranking": "cosine; ties count in the query's favour",
-                    "transform": eval_transform(encoder.config["img_size"])[1],
+                    "transform": transform_of(encoder.config)[1],
                     "dataset_spec": pairs.spec,
                 },
             )

@@ -21,7 +21,7 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGE
 from rils_bench.data.builtin.imagetext_set import EMOJI_CATEGORY_PHRASES, class_name_for_caption
 from rils_bench.errors import UserError
 from rils_bench.eval.datasets import resolve_classification
-from rils_bench.eval.features import ExtractOptions, embed_texts, eval_transform, extract_features
+from rils_bench.eval.features import ExtractOptions, embed_texts, extract_features, transform_of
 from rils_bench.eval.metrics import accuracy_metrics, log_stderr, require_text_tower
 from rils_bench.models.pretrained import load_pretrained
 from rils_bench.models.registry import ImageTextEncoder
@@ -114,7 +114,7 @@ def run_zeroshot(
             "n_val": len(val),
             "n_classes": len(prompts),
             "classnames": list(data.classnames),
-            "transform": eval_transform(encoder.config["img_size"])[1],
+            "transform": transform_of(encoder.config)[1],
             "dataset_spec": data.spec,
         },
     )

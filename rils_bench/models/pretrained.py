@@ -5,7 +5,10 @@ Accepted:
 - `random:<arch>`: a randomly initialised encoder of a registered size, the floor every method must beat;
 - a timm ViT state dict (`torch.save(timm_vit.state_dict(), path)`, optionally under a `model` or `state_dict`
   key): image-only, its size inferred from the tensor shapes (heads = width / 64, timm's convention) unless `arch`
-  names a registered size.
+  names a registered size. MAE's released pre-training checkpoints (`{"model": encoder + decoder}`) are this
+  layout too: the decoder and mask token are left out.
+- `open_clip:<model>=<file>` / `timm:<model>=<file>`: a model of those libraries, built by the library itself
+  (`rils_bench.models.foreign`): open_clip CLIP models with their text tower, any timm ViT variant.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import torch
 
 from rils_bench.checkpoint import ENCODER_PREFIX, FORMAT, CheckpointError, load_strict, read_tensor_file, strip_prefix
 from rils_bench.fileio import sha256_of
+from rils_bench.models.foreign import load_foreign, parse_foreign_spec
 from rils_bench.models.registry import ImageTextEncoder, get_model_config, list_models, resolve_config
 
 TIMM_HEAD_PREFIXES = ("head.", "head_drop.")  # the classifier, dropped: only the encoder is evaluated
+MAE_DECODER_PREFIXES = ("decoder_", "mask_token")  # MAE's pre-training decoder, dropped likewise
 _TIMM_SHAPE_KEYS = ("img_size", "patch_size", "in_chans", "width", "depth", "heads", "mlp_ratio")
 
 
@@ -52,6 +57,11 @@ def load_pretrained(
             image encoder, an unknown architecture, or weights that do not match the architecture.
     """
     spec = str(spec)
+    foreign = parse_foreign_spec(spec)
+    if foreign is not None:
+        source, name, path = foreign
+        encoder = load_foreign(spec, source, name, path)
+        return encoder.eval(), PretrainedInfo(spec, source, source, name, sha256_of(path), meta=dict(encoder.config))
     if spec.startswith("random:"):
         name = spec.removeprefix("random:")
         _check_arch(name, spec)
@@ -113,7 +123,7 @@ def _timm_state_dict(payload: Any) -> dict[str, torch.Tensor] | None:
         return None
     if not all(isinstance(v, torch.Tensor) for v in payload.values()):
         return None
-    return {k: v for k, v in payload.items() if not k.startswith(TIMM_HEAD_PREFIXES)}
+    return {k: v for k, v in payload.items() if not k.startswith(TIMM_HEAD_PREFIXES + MAE_DECODER_PREFIXES)}
 
 
 def timm_vit_shape(weights: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -126,10 +136,11 @@ def timm_vit_shape(weights: dict[str, torch.Tensor]) -> dict[str, Any]:
     """
     proj = weights["patch_embed.proj.weight"]  # [D, C, P, P]
     width, in_chans, patch = proj.shape[0], proj.shape[1], proj.shape[-1]
-    tokens = weights["pos_embed"].shape[1] - 1 if "pos_embed" in weights else -1
-    grid = math.isqrt(max(tokens, 0))
+    tokens = weights["pos_embed"].shape[1] if "pos_embed" in weights else 0
+    # With a row for the cls token (ours, MAE, DeiT), or without (timm's `no_embed_class`, e.g. DINOv2 with registers).
+    grid = next((g for g in (math.isqrt(max(tokens - 1, 0)), math.isqrt(tokens)) if g * g in (tokens - 1, tokens)), 0)
     depth = len({k.split(".")[1] for k in weights if k.startswith("blocks.")})
-    if tokens < 1 or grid * grid != tokens or depth == 0:
+    if grid < 1 or depth == 0:
         raise CheckpointError("timm state dict: expected a cls token, a square pos_embed grid and at least one block")
     mlp_ratio = weights["blocks.0.mlp.fc1.weight"].shape[0] / width
     return dict(
@@ -146,7 +157,7 @@ def _from_timm(
         _check_arch(arch, spec)
         name, config = arch, get_model_config(arch, embed_dim=None)
     else:
-        match = _registered_match(shape)
+        match = registered_match(shape)
         name = match or f"vit_w{shape['width']}_d{shape['depth']}_p{shape['patch_size']}_{shape['img_size']}px"
         # Any registered size serves as the base: every encoder key is overridden, the text tower is dropped.
         config = get_model_config(match or list_models()[0], **shape, embed_dim=None)
@@ -156,7 +167,7 @@ def _from_timm(
     return encoder.eval(), info
 
 
-def _registered_match(shape: dict[str, Any]) -> str | None:
+def registered_match(shape: dict[str, Any]) -> str | None:
     for name in list_models():
         config = get_model_config(name)
         if all(config[k] == shape[k] for k in _TIMM_SHAPE_KEYS):

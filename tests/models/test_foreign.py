@@ -1,0 +1,179 @@
+"""Checkpoints of other libraries, evaluated through rils-bench: the features equal the source library's own.
+
+No weights can be downloaded here, so each source model is built with random weights by its own library, saved in
+the layout its authors publish, and loaded back through `load_pretrained`.
+"""
+
+from __future__ import annotations
+
+import open_clip
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from rils_bench.cli import main
+from rils_bench.eval.features import pool
+from rils_bench.eval.zeroshot import text_classifier
+from rils_bench.models.pretrained import load_pretrained
+
+pytestmark = pytest.mark.slow  # builds ViT-B-sized models
+
+
+def _perturbed(model: torch.nn.Module) -> torch.nn.Module:
+    """Random non-zero biases / tokens, so that a dropped or mis-mapped tensor changes the features."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.ndim == 1 or "token" in name or "reg" in name:
+                param.add_(0.05 * torch.randn_like(param))
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("name", "default"),
+    [
+        ("vit_base_patch16_224.mae", "gap"),
+        ("vit_small_patch14_dinov2", "cls"),
+        ("vit_small_patch14_reg4_dinov2", "cls"),  # 4 register tokens besides the class token
+        ("deit_tiny_patch16_224", "cls"),
+        ("vit_base_patch16_clip_224", "cls"),  # norm_pre
+    ],
+)
+def test_timm_models_give_timms_own_features(name, default, tmp_path):
+    source = _perturbed(timm.create_model(name, pretrained=False, num_classes=0))
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    encoder, info = load_pretrained(f"timm:{name}={path}")
+    assert info.kind == "timm" and info.arch == name and encoder.config["default_feature"] == default
+    assert encoder.text is None and encoder.config["image_mean"] == list(source.pretrained_cfg["mean"])
+    size = source.patch_embed.img_size[0]
+    images = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        tokens = source.forward_features(images)
+        prefix = source.num_prefix_tokens
+        torch.testing.assert_close(pool(encoder, images, "cls"), tokens[:, 0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(pool(encoder, images, "gap"), tokens[:, prefix:].mean(1), atol=1e-5, rtol=0)
+        own = source.forward_head(tokens, pre_logits=True)
+        torch.testing.assert_close(encoder.encode_image(images), own, atol=1e-5, rtol=0)
+
+
+def test_maes_released_layout_loads_without_its_decoder(tmp_path):
+    """MAE's `mae_pretrain_*.pth`: `{"model": encoder (timm names) + decoder_* + mask_token}`."""
+    source = _perturbed(timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0))
+    state = dict(source.state_dict())
+    state |= {"mask_token": torch.zeros(1, 1, 256), "decoder_embed.weight": torch.randn(256, 384)}
+    state |= {"decoder_blocks.0.norm1.weight": torch.ones(256), "decoder_pred.bias": torch.zeros(768)}
+    path = tmp_path / "mae_pretrain_vit_small.pth"
+    torch.save({"model": state}, path)
+    encoder, info = load_pretrained(path)
+    assert info.kind == "timm"
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = source.forward_features(images)[:, 1:].mean(1)
+        torch.testing.assert_close(pool(encoder, images, "gap"), expected, atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory):
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    path = tmp_path_factory.mktemp("open_clip") / "open_clip_model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return model, path
+
+
+def test_open_clip_image_and_text_embeddings_are_open_clips_own(clip_file):
+    model, path = clip_file
+    encoder, info = load_pretrained(f"open_clip:ViT-B-32={path}")
+    assert (
+        info.kind == "open_clip" and encoder.config["embed_dim"] == 512 and encoder.config["default_feature"] == "embed"
+    )
+    images = torch.randn(2, 3, 224, 224)
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    texts = ["a photo of a cat", "a diagram"]
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.encode_image(images), model.encode_image(images), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            encoder.encode_text(encoder.tokenize(texts)), model.encode_text(tokenizer(texts)), atol=1e-5, rtol=0
+        )
+        # The class token rils-bench hands to probes is the one open_clip pools and projects.
+        cls = pool(encoder, images, "cls")
+        torch.testing.assert_close(cls @ model.visual.proj, model.encode_image(images), atol=1e-4, rtol=0)
+
+
+def test_open_clip_zero_shot_equals_open_clips_own_classifier(clip_file):
+    model, path = clip_file
+    encoder, _ = load_pretrained(f"open_clip:ViT-B-32={path}")
+    classnames, templates = ["cat", "dog", "car"], [lambda c: f"a photo of a {c}.", lambda c: f"a drawing of a {c}."]
+    prompts = [[t(c) for t in templates] for c in classnames]
+    ours = torch.from_numpy(text_classifier(encoder, prompts, device="cpu"))  # [C, E]
+    with torch.no_grad():
+        theirs = open_clip.build_zero_shot_classifier(
+            model, tokenizer=open_clip.get_tokenizer("ViT-B-32"), classnames=classnames, templates=templates,
+            num_classes_per_batch=None, device="cpu", use_tqdm=False,
+        ).T  # fmt: skip
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+        images = torch.randn(4, 3, 224, 224)
+        image_emb = F.normalize(encoder.encode_image(images), dim=-1)
+        assert torch.equal(
+            (image_emb @ ours.T).argmax(1), (model.encode_image(images, normalize=True) @ theirs.T).argmax(1)
+        )
+
+
+def test_bad_foreign_checkpoints_are_one_line_and_exit_2(clip_file, tmp_path, capsys):
+    _, path = clip_file
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    other = tmp_path / "notes.pth"
+    other.write_bytes(b"not a checkpoint")
+    timm_file = tmp_path / "deit.pth"
+    torch.save(timm.create_model("deit_tiny_patch16_224", num_classes=0).state_dict(), timm_file)
+    cases = {
+        f"open_clip:ViT-B-32={truncated}": "not a readable safetensors file",
+        f"timm:deit_tiny_patch16_224={other}": "notes.pth",
+        f"timm:vit_from_the_future={timm_file}": "vit_from_the_future",
+        f"open_clip:ViT-B-32-nope={path}": "open_clip has no model",
+        "open_clip:ViT-B-32": "no hub is reachable",
+        f"timm:deit_tiny_patch16_224={tmp_path / 'absent.pth'}": "not found",
+    }
+    for spec, message in cases.items():
+        assert main(["knn", "--ckpt", spec, "--dataset", "shapes"]) == 2, spec
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, (spec, err)
+    assert main(["zeroshot", "--ckpt", f"timm:deit_tiny_patch16_224={timm_file}", "--dataset", "shapes"]) == 2
+    assert "needs a text tower" in capsys.readouterr().err
+
+
+def test_a_timm_mae_converts_into_the_dense_backbone_and_computes_the_same_tokens(tmp_path):
+    from rils_bench.adapters.backbone import RILSViT
+    from rils_bench.adapters.convert import convert_checkpoint
+    from rils_bench.adapters.loading import load_backbone
+
+    source = _perturbed(timm.create_model("vit_base_patch16_224.mae", pretrained=False, num_classes=0))
+    path = tmp_path / "mae.pth"
+    torch.save(source.state_dict(), path)
+    report = convert_checkpoint(f"timm:vit_base_patch16_224.mae={path}", to="mmdet", out=tmp_path / "mmdet.pth")
+    assert report.ok and not report.missing and not report.unexpected
+    backbone = RILSViT(report_config(tmp_path / "mmdet.pth")).eval()
+    assert load_backbone(backbone, tmp_path / "mmdet.pth").ok
+    images = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        (grid,) = backbone(images)  # [1, D, 14, 14]
+        expected = source.forward_features(images)[:, 1:]  # [1, 196, D]
+        torch.testing.assert_close(grid.flatten(2).transpose(1, 2), expected, atol=1e-4, rtol=0)
+
+
+def report_config(path):
+    return torch.load(path, weights_only=True)["meta"]["model_config"]
+
+
+def test_what_the_dense_backbone_lacks_is_named_in_the_key_report(tmp_path):
+    from rils_bench.adapters.convert import convert_checkpoint
+
+    path = tmp_path / "dinov2.pth"
+    torch.save(timm.create_model("vit_small_patch14_reg4_dinov2", num_classes=0).state_dict(), path)
+    report = convert_checkpoint(f"timm:vit_small_patch14_reg4_dinov2={path}", to="mmseg", out=tmp_path / "seg.pth")
+    assert not report.ok and "reg_token" in report.unexpected
+    assert any(k.endswith("ls1.gamma") for k in report.unexpected)  # layer scale
