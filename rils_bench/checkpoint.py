@@ -59,8 +59,11 @@ def read_tensor_file(path: str | os.PathLike, *, expected: str = "a rils-bench c
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises pickle, zip and unpickler errors of many types
+        hint = ""
+        if "argparse.Namespace" in str(err):  # SLIP-style training checkpoints pickle their run's arguments
+            hint = " (a RILS authors' / SLIP training checkpoint? pass it as rils-official:PATH)"
         raise CheckpointError(
-            f"{path} is not a tensor-only torch file ({type(err).__name__}); expected {expected}"
+            f"{path} is not a tensor-only torch file ({type(err).__name__}); expected {expected}{hint}"
         ) from err
 
 

@@ -9,6 +9,8 @@ Accepted:
   layout too: the decoder and mask token are left out.
 - `open_clip:<model>=<file>` / `timm:<model>=<file>`: a model of those libraries, built by the library itself
   (`rils_bench.models.foreign`): open_clip CLIP models with their text tower, any timm ViT variant.
+- `rils-official:<file>`, or a tensor-only file in that layout: the RILS authors' checkpoints
+  (`rils_bench.models.rils_official`), image and text tower.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rils_bench.checkpoint import ENCODER_PREFIX, FORMAT, CheckpointError, load_
 from rils_bench.fileio import sha256_of
 from rils_bench.models.foreign import load_foreign, parse_foreign_spec
 from rils_bench.models.registry import ImageTextEncoder, get_model_config, list_models, resolve_config
+from rils_bench.models.rils_official import is_official_layout, read_official, to_encoder_state
 
 TIMM_HEAD_PREFIXES = ("head.", "head_drop.")  # the classifier, dropped: only the encoder is evaluated
 MAE_DECODER_PREFIXES = ("decoder_", "mask_token")  # MAE's pre-training decoder, dropped likewise
@@ -62,6 +65,9 @@ def load_pretrained(
         source, name, path = foreign
         encoder = load_foreign(spec, source, name, path)
         return encoder.eval(), PretrainedInfo(spec, source, source, name, sha256_of(path), meta=dict(encoder.config))
+    if spec.startswith("rils-official:"):
+        path = Path(spec.removeprefix("rils-official:")).expanduser()
+        return _from_official(spec, path, read_official(path))
     if spec.startswith("random:"):
         name = spec.removeprefix("random:")
         _check_arch(name, spec)
@@ -72,6 +78,9 @@ def load_pretrained(
     payload = read_tensor_file(Path(spec), expected="a rils-bench checkpoint or a timm ViT state dict")
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         return _from_rils_checkpoint(spec, payload)
+    official = _official_state(payload)
+    if official is not None:
+        return _from_official(spec, Path(spec), official)
     weights = _timm_state_dict(payload)
     if weights is None:
         raise CheckpointError(
@@ -109,6 +118,24 @@ def _from_rils_checkpoint(spec: str, payload: dict[str, Any]) -> tuple[ImageText
         seed=meta.get("seed"),
         meta={k: v for k, v in meta.items() if k != "config"},
     )
+    return encoder.eval(), info
+
+
+def _official_state(payload: Any) -> dict[str, torch.Tensor] | None:
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if isinstance(state, dict) and state and all(k.startswith("module.") for k in state):
+        state = strip_prefix(state, "module.")
+    return state if isinstance(state, dict) and is_official_layout(state) else None
+
+
+def _from_official(spec: str, path: Path, state: dict[str, torch.Tensor]) -> tuple[ImageTextEncoder, PretrainedInfo]:
+    mapped, sizes = to_encoder_state(state)
+    match = registered_match(sizes)
+    name = match or f"vit_w{sizes['width']}_d{sizes['depth']}_p{sizes['patch_size']}_{sizes['img_size']}px"
+    config = get_model_config(match or list_models()[0], **sizes)
+    encoder = ImageTextEncoder(config)
+    load_strict(encoder, mapped, source=spec, target=f"{name} (RILS authors' layout)")
+    info = PretrainedInfo(spec, "rils-official", "rils", name, sha256_of(path), meta={"model_config": config})
     return encoder.eval(), info
 
 

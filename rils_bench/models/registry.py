@@ -7,7 +7,8 @@ A model config is one flat dict of primitives (ints, floats, str, None), saved i
 - image encoder: `img_size`, `patch_size`, `in_chans`, `width`, `depth`, `heads`, `mlp_ratio`.
 - joint space: `embed_dim` (an int), or None for an image-only encoder (MAE): no projection, no text tower.
 - text tower: `text_tower` selects it. `"clip"` (default, the paper's setting): open_clip's CLIP text transformer
-  trained from scratch, `context_length`, `vocab_size`, `text_width`, `text_heads`, `text_layers`. `"hf"`: a
+  trained from scratch, `context_length`, `vocab_size`, `text_width`, `text_heads`, `text_layers`, `text_quick_gelu`
+  (OpenAI CLIP's activation; the RILS authors' checkpoints). `"hf"`: a
   pre-trained Hugging Face sentence encoder (`rils_bench.models.hf_text`): `hf_model` (a built-in name such as
   `minilm`, or a local folder), `hf_pooler`, `text_lock` / `text_unlocked_layers` (LiT-style freezing),
   `hf_weights_sha256` (filled in when first built, checked on every rebuild), `context_length`; the CLIP tower's
@@ -43,6 +44,7 @@ _DEFAULTS: dict[str, Any] = {
     "text_lock": True,
     "text_unlocked_layers": 0,
     "hf_weights_sha256": None,
+    "text_quick_gelu": False,
 }
 TEXT_TOWERS = ("clip", "hf")
 CONFIG_KEYS = frozenset(
@@ -151,6 +153,7 @@ def _build_text(config: dict[str, Any]) -> nn.Module:
         heads=config["text_heads"],
         layers=config["text_layers"],
         vocab_size=config["vocab_size"],
+        quick_gelu=config["text_quick_gelu"],
     )
 
 

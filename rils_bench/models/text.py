@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import torch
 from open_clip.tokenizer import tokenize as _open_clip_tokenize
-from open_clip.transformer import TextTransformer
+from open_clip.transformer import QuickGELU, TextTransformer
 
 VOCAB_SIZE = 49408  # open_clip's BPE vocabulary; the EOT token (49407) is the largest id, which pooling relies on
 
 
 def build_text_tower(
-    *, embed_dim: int, context_length: int, width: int, heads: int, layers: int, vocab_size: int = VOCAB_SIZE
+    *,
+    embed_dim: int,
+    context_length: int,
+    width: int,
+    heads: int,
+    layers: int,
+    vocab_size: int = VOCAB_SIZE,
+    quick_gelu: bool = False,
 ) -> TextTransformer:
     """A CLIP text transformer mapping `[B, context_length]` token ids to `[B, embed_dim]` (not normalised).
 
     Pooling is open_clip's 'argmax': the token with the largest id, i.e. EOT with open_clip's tokenizer.
-    Weights get open_clip's own initialisation.
+    Weights get open_clip's own initialisation. `quick_gelu`: OpenAI CLIP's `x * sigmoid(1.702 x)` activation
+    (the RILS authors' text tower), instead of GELU.
     """
     return TextTransformer(
         context_length=context_length,
@@ -28,6 +36,7 @@ def build_text_tower(
         heads=heads,
         layers=layers,
         output_dim=embed_dim,
+        act_layer=QuickGELU if quick_gelu else torch.nn.GELU,
     )
 
 

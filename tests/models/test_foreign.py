@@ -177,3 +177,56 @@ def test_what_the_dense_backbone_lacks_is_named_in_the_key_report(tmp_path):
     report = convert_checkpoint(f"timm:vit_small_patch14_reg4_dinov2={path}", to="mmseg", out=tmp_path / "seg.pth")
     assert not report.ok and "reg_token" in report.unexpected
     assert any(k.endswith("ls1.gamma") for k in report.unexpected)  # layer scale
+
+
+def _authors_rils_checkpoint(path, *, with_args: bool):
+    """A checkpoint in the RILS authors' layout, its parts built by timm (BEiT-style q/v biases: the key bias is 0)
+    and open_clip (OpenAI's text tower with QuickGELU); returns the reference image and text functions."""
+    import argparse
+
+    from open_clip.transformer import QuickGELU, TextTransformer
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = _perturbed(VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=1, num_classes=0))
+    text = TextTransformer(context_length=16, width=64, heads=1, layers=2, output_dim=32, act_layer=QuickGELU).eval()
+    projection = torch.randn(64, 32) / 8
+    state = {}
+    for key, value in vit.state_dict().items():
+        if key.endswith("attn.qkv.bias"):
+            q, k, v = value.clone().chunk(3)
+            state[f"visual.{key.removesuffix('qkv.bias')}q_bias"] = q
+            state[f"visual.{key.removesuffix('qkv.bias')}v_bias"] = v
+            with torch.no_grad():
+                dict(vit.named_parameters())[key][64:128] = 0  # the reference has no key bias either
+        else:
+            state[f"visual.{key}"] = value
+    state |= {"visual.decoder_embed.weight": torch.randn(64, 64), "visual.mask_token": torch.zeros(1, 1, 64)}
+    state |= {k: v for k, v in text.state_dict().items() if not k.startswith("attn_mask")}
+    state |= {"image_projection": projection, "logit_scale": torch.tensor(2.6592)}
+    payload = {"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 24}
+    if with_args:
+        payload["args"] = argparse.Namespace(model="RILS_VITB16", batch_size=4096)
+    torch.save(payload, path)
+    return (lambda images: vit.forward_features(images)[:, 1:].mean(1) @ projection), text
+
+
+@pytest.mark.parametrize("with_args", [True, False])
+def test_the_rils_authors_layout_gives_the_same_image_and_text_embeddings(with_args, tmp_path):
+    path = tmp_path / "checkpoint_best.pt"
+    image_fn, text = _authors_rils_checkpoint(path, with_args=with_args)
+    spec = f"rils-official:{path}" if with_args else str(path)  # a tensor-only file is recognised by its keys
+    encoder, info = load_pretrained(spec)
+    assert info.kind == "rils-official" and encoder.config["text_quick_gelu"] and encoder.config["context_length"] == 16
+    images = torch.randn(2, 3, 32, 32)
+    tokens = encoder.tokenize(["a photo of a cat", "two dogs"])
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.encode_image(images), image_fn(images), atol=1e-5, rtol=0)
+        torch.testing.assert_close(encoder.encode_text(tokens), text(tokens), atol=1e-5, rtol=0)
+
+
+def test_an_authors_checkpoint_with_pickled_arguments_given_as_a_plain_path_names_the_spec(tmp_path, capsys):
+    path = tmp_path / "checkpoint_best.pt"
+    _authors_rils_checkpoint(path, with_args=True)
+    assert main(["zeroshot", "--ckpt", str(path), "--dataset", "shapes"]) == 2
+    assert "pass it as rils-official:PATH" in capsys.readouterr().err
