@@ -17,18 +17,19 @@ Checkpoints enter through `init_cfg=dict(type="Pretrained", checkpoint=PATH)`; s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from timm.layers import PatchEmbed, resample_abs_pos_embed
+from timm.layers import PatchEmbed, QuickGELU, resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 from timm.models.vision_transformer_sam import window_partition, window_unpartition
 from torch import nn
 
 from rils_bench.models.registry import get_model_config, resolve_config
-from rils_bench.models.vit import LayerNorm, sincos_2d_pos_embed
+from rils_bench.models.vit import sincos_2d_pos_embed
 
 UPERNET_FRACTIONS = (4, 6, 8, 12)  # blocks 4, 6, 8, 12 of 12 (BEiT / MAE's UperNet), scaled to other depths
 
@@ -163,6 +164,12 @@ class RILSViT(BaseModule):
         super().__init__(init_cfg=init_cfg)
         config = get_model_config(arch) if isinstance(arch, str) else resolve_config(arch)
         self.arch = config["name"]
+        # Variants of foreign ViTs (timm DINOv2 / CLIP, open_clip; see `rils_bench.models.registry`): defaults are ours.
+        n_reg, self.no_embed_class = config["reg_tokens"], config["no_embed_class"]
+        norm_layer = partial(nn.LayerNorm, eps=config["norm_eps"])
+        act_layer = QuickGELU if config["act"] == "quick_gelu" else nn.GELU
+        if n_reg and not with_cls_token:
+            raise ValueError("register tokens need the prefix tokens (with_cls_token=True, global attention)")
         self.patch_size = config["patch_size"]
         self.pretrain_grid = config["img_size"] // self.patch_size
         self.width, depth = config["width"], config["depth"]
@@ -181,18 +188,32 @@ class RILSViT(BaseModule):
             output_fmt="NHWC", strict_img_size=False, dynamic_img_pad=True,
         )  # fmt: skip
         self.cls_token = nn.Parameter(torch.zeros(1, 1, self.width)) if with_cls_token else None
+        self.reg_token = nn.Parameter(torch.zeros(1, n_reg, self.width)) if n_reg else None
         # Trainable here (ViTDet and MAE fine-tune it); sin-cos like the encoder's until a checkpoint is loaded.
-        self.pos_embed = nn.Parameter(sincos_2d_pos_embed(self.width, grid).unsqueeze(0))  # [1, 1+G*G, D]
+        # [1, (1+)G*G, D]: no row for the cls token when it gets no position (timm's `no_embed_class`).
+        pos = sincos_2d_pos_embed(self.width, grid, cls_token=not self.no_embed_class)
+        self.pos_embed = nn.Parameter(pos.unsqueeze(0))
+        self.norm_pre = norm_layer(self.width) if config["pre_norm"] else None
         rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        init_values = 1.0 if config["layer_scale"] else None  # layer scale: overwritten by a checkpoint's gammas
         self.blocks = nn.ModuleList(
-            Block(self.width, config["heads"], config["mlp_ratio"], qkv_bias=True, norm_layer=LayerNorm, drop_path=r)
+            Block(
+                self.width,
+                config["heads"],
+                config["mlp_ratio"],
+                qkv_bias=True,
+                init_values=init_values,
+                norm_layer=norm_layer,
+                act_layer=act_layer,
+                drop_path=r,
+            )  # fmt: skip
             for r in rates
         )
         self.rel_pos = None
         if use_rel_pos:
             head_dim = self.width // config["heads"]
             self.rel_pos = nn.ModuleList(DecomposedRelPos(w or grid, head_dim) for w in self.block_windows)
-        self.norm = LayerNorm(self.width) if final_norm else None
+        self.norm = norm_layer(self.width) if final_norm else None
 
     @property
     def num_layers(self) -> int:
@@ -203,14 +224,19 @@ class RILSViT(BaseModule):
         """`[B, C, H, W] -> tuple of [B, D, ceil(H/p), ceil(W/p)]` (inputs are zero-padded to a patch multiple)."""
         x = self.patch_embed(images)  # [B, h, w, D]
         batch, h, w, dim = x.shape
-        # Bicubic, no antialiasing (the same grid returns the parameter itself). [1, 1+h*w, D]
-        pos = resample_abs_pos_embed(self.pos_embed, (h, w), antialias=False)
-        x = x.reshape(batch, h * w, dim) + pos[:, 1:]  # [B, L, D]
+        # Bicubic, no antialiasing (the same grid returns the parameter itself). [1, (1+)h*w, D]
+        pos_prefix = 0 if self.no_embed_class else 1
+        pos = resample_abs_pos_embed(self.pos_embed, (h, w), num_prefix_tokens=pos_prefix, antialias=False)
+        x = x.reshape(batch, h * w, dim) + pos[:, pos_prefix:]  # [B, L, D]
         n_prefix = 0
         if self.cls_token is not None:
-            # Exactly the encoder's computation: cls first, every block global (checked in __init__).
-            x = torch.cat([(self.cls_token + pos[:, :1]).expand(batch, -1, -1), x], dim=1)  # [B, 1+L, D]
-            n_prefix = 1
+            # Exactly the encoder's computation: cls (then registers) first, every block global (checked in __init__).
+            cls = self.cls_token if self.no_embed_class else self.cls_token + pos[:, :1]
+            prefix = [cls] if self.reg_token is None else [cls, self.reg_token]
+            x = torch.cat([p.expand(batch, -1, -1) for p in prefix] + [x], dim=1)  # [B, 1+R+L, D]
+            n_prefix = 1 + (0 if self.reg_token is None else self.reg_token.shape[1])
+        if self.norm_pre is not None:
+            x = self.norm_pre(x)
         outputs = []
         for i, block in enumerate(self.blocks):
             if n_prefix:

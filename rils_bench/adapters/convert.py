@@ -14,7 +14,9 @@ key is listed, none is skipped silently.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,7 +37,7 @@ from rils_bench.checkpoint import (
     strip_prefix,
 )
 from rils_bench.fileio import atomic_write, sha256_of
-from rils_bench.models.foreign import TimmEncoder
+from rils_bench.models.foreign import OpenCLIPEncoder, TimmEncoder
 from rils_bench.models.pretrained import PretrainedInfo, load_pretrained, registered_match, timm_vit_shape
 from rils_bench.models.registry import get_model_config, list_models, resolve_config
 
@@ -105,19 +107,88 @@ def backbone_source(spec: str, *, seed: int = 0) -> tuple[dict[str, torch.Tensor
     Raises:
         CheckpointError: an open_clip checkpoint (no dense backbone for its tower yet), or a bad checkpoint.
     """
-    if spec.startswith("open_clip:"):
-        raise CheckpointError(
-            f"{spec!r}: open_clip image towers (ln_pre, their own attention and LayerNorm layout) have no mmdet / "
-            "mmseg backbone here yet; zero-shot, retrieval and the probes take them"
-        )
     encoder, info = load_pretrained(spec, seed=seed)
-    if not isinstance(encoder, TimmEncoder):
+    if isinstance(encoder, OpenCLIPEncoder):
+        state, shape = open_clip_to_timm(encoder.model.visual)
+    elif isinstance(encoder, TimmEncoder):
+        vit = encoder.model
+        state = {k: v for k, v in vit.state_dict().items() if not k.startswith(("head.", "head_drop."))}
+        shape = {**timm_vit_shape(state), "heads": vit.blocks[0].attn.num_heads, **_timm_variant(vit)}
+        # CLIP-style ViTs (pre-norm) embed patches without a bias: a zero bias computes the same.
+        state.setdefault("patch_embed.proj.bias", torch.zeros(shape["width"]))
+    else:
         return dict(encoder.visual.state_dict()), dict(encoder.config), info
-    vit = encoder.model
-    state = {k: v for k, v in vit.state_dict().items() if not k.startswith(("head.", "head_drop."))}
-    shape = {**timm_vit_shape(state), "heads": vit.blocks[0].attn.num_heads}
     base = registered_match(shape) or list_models()[0]  # every encoder key is overridden by `shape`
     return state, get_model_config(base, **shape, embed_dim=None), info
+
+
+def _timm_variant(vit: nn.Module) -> dict[str, Any]:
+    """The backbone variant keys (`rils_bench.models.registry`) of a timm VisionTransformer."""
+    from timm.layers import QuickGELU
+
+    block = vit.blocks[0]
+    return {
+        "layer_scale": not isinstance(block.ls1, nn.Identity),
+        "reg_tokens": int(getattr(vit, "num_reg_tokens", 0)),
+        "no_embed_class": bool(getattr(vit, "no_embed_class", False)),
+        "pre_norm": not isinstance(vit.norm_pre, nn.Identity),
+        "norm_eps": float(getattr(vit.norm, "eps", 1e-6)),
+        "act": "quick_gelu" if isinstance(getattr(block.mlp, "act", None), QuickGELU) else "gelu",
+    }
+
+
+# open_clip's ViT names -> timm's (ours). Its attention is nn.MultiheadAttention: in_proj is timm's qkv (q, k, v
+# stacked in the same order), out_proj its proj. `proj` (the image projection) is not part of a backbone.
+_OPEN_CLIP_KEYS = [
+    (re.compile(r"^conv1\.weight$"), "patch_embed.proj.weight"),
+    (re.compile(r"^class_embedding$"), "cls_token"),
+    (re.compile(r"^positional_embedding$"), "pos_embed"),
+    (re.compile(r"^ln_pre\."), "norm_pre."),
+    (re.compile(r"^ln_post\."), "norm."),
+    (re.compile(r"^transformer\.resblocks\.(\d+)\.ln_1\."), r"blocks.\1.norm1."),
+    (re.compile(r"^transformer\.resblocks\.(\d+)\.ln_2\."), r"blocks.\1.norm2."),
+    (re.compile(r"^transformer\.resblocks\.(\d+)\.attn\.in_proj_(weight|bias)$"), r"blocks.\1.attn.qkv.\2"),
+    (re.compile(r"^transformer\.resblocks\.(\d+)\.attn\.out_proj\."), r"blocks.\1.attn.proj."),
+    (re.compile(r"^transformer\.resblocks\.(\d+)\.mlp\.c_fc\."), r"blocks.\1.mlp.fc1."),
+    (re.compile(r"^transformer\.resblocks\.(\d+)\.mlp\.c_proj\."), r"blocks.\1.mlp.fc2."),
+    (re.compile(r"^transformer\.resblocks\.(\d+)\.ls_(\d)\.gamma$"), r"blocks.\1.ls\2.gamma"),
+]
+
+
+def open_clip_to_timm(visual: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """`(tensors under timm names, model-config sizes and variant keys)` of an open_clip ViT image tower.
+
+    Its patch convolution has no bias (a zero one is added), the class embedding and position embedding gain a
+    batch axis, and it normalises before the blocks (`ln_pre` -> `norm_pre`) with LayerNorm eps 1e-5.
+    """
+    from open_clip.transformer import QuickGELU
+
+    state: dict[str, torch.Tensor] = {}
+    for key, value in visual.state_dict().items():
+        for pattern, target in _OPEN_CLIP_KEYS:
+            if pattern.search(key):
+                state[pattern.sub(target, key)] = value
+                break
+    width = visual.transformer.width
+    state["cls_token"] = state["cls_token"].reshape(1, 1, width)
+    state["pos_embed"] = state["pos_embed"].unsqueeze(0)
+    state["patch_embed.proj.bias"] = torch.zeros(width)
+    block = visual.transformer.resblocks[0]
+    patch = visual.conv1.weight.shape[-1]
+    shape = {
+        "img_size": int(math.isqrt(state["pos_embed"].shape[1] - 1) * patch),
+        "patch_size": patch,
+        "in_chans": visual.conv1.weight.shape[1],
+        "width": width,
+        "depth": len(visual.transformer.resblocks),
+        "heads": block.attn.num_heads,
+        "mlp_ratio": block.mlp.c_fc.out_features / width,
+        "layer_scale": not isinstance(block.ls_1, nn.Identity),
+        "pre_norm": True,
+        "norm_eps": float(visual.ln_pre.eps),
+        "act": "quick_gelu" if isinstance(block.mlp.gelu, QuickGELU) else "gelu",
+    }
+    return state, shape
 
 
 def target_model(target: str, model_config: dict[str, Any]) -> nn.Module:
@@ -129,7 +200,10 @@ def target_model(target: str, model_config: dict[str, Any]) -> nn.Module:
         return VisionTransformer(
             img_size=config["img_size"], patch_size=config["patch_size"], in_chans=config["in_chans"],
             num_classes=0, embed_dim=config["width"], depth=config["depth"], num_heads=config["heads"],
-            mlp_ratio=config["mlp_ratio"], qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            mlp_ratio=config["mlp_ratio"], qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=config["norm_eps"]),
+            init_values=1.0 if config["layer_scale"] else None, reg_tokens=config["reg_tokens"],
+            no_embed_class=config["no_embed_class"], pre_norm=config["pre_norm"],
+            act_layer="quick_gelu" if config["act"] == "quick_gelu" else None,
         )  # fmt: skip
     if target in TARGETS:
         from rils_bench.adapters.backbone import RILSViT

@@ -18,7 +18,7 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from torch import nn
 
-NO_DECAY_NAMES = ("pos_embed", "cls_token")
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token")
 _BLOCK = re.compile(r"blocks\.(\d+)\.")
 _REL_POS = re.compile(r"rel_pos\.(\d+)\.")
 
@@ -28,7 +28,7 @@ def layer_id(name: str, num_layers: int, prefix: str = "backbone.") -> int:
     if not name.startswith(prefix):
         return num_layers + 1
     name = name.removeprefix(prefix)
-    if name.startswith(("patch_embed.", *NO_DECAY_NAMES)):
+    if name.startswith(("patch_embed.", "norm_pre.", *NO_DECAY_NAMES)):  # norm_pre acts on the embeddings
         return 0
     match = _BLOCK.match(name) or _REL_POS.match(name)  # block i's relative position table belongs to block i
     return int(match.group(1)) + 1 if match else num_layers + 1

@@ -65,9 +65,10 @@ def load_visual_state(module: nn.Module, state: dict[str, torch.Tensor], *, sour
     if pos is not None and "pos_embed" in expected and pos.shape != expected["pos_embed"].shape:
         target = expected["pos_embed"].shape
         if pos.shape[-1] == target[-1]:
-            side = int(round((target[1] - 1) ** 0.5))
-            state["pos_embed"] = resample_abs_pos_embed(pos, (side, side), antialias=False)
-            report.resized["pos_embed"] = f"{_grid(pos)} -> {side}x{side} patches, bicubic"
+            prefix = 0 if getattr(module, "no_embed_class", False) else 1  # a position row for the cls token or not
+            side = int(round((target[1] - prefix) ** 0.5))
+            state["pos_embed"] = resample_abs_pos_embed(pos, (side, side), num_prefix_tokens=prefix, antialias=False)
+            report.resized["pos_embed"] = f"{_grid(pos, prefix)} -> {side}x{side} patches, bicubic"
     keys = compare_keys(state, module, source=source)
     module.load_state_dict({k: state[k] for k in keys.loaded}, strict=False)
     report.loaded, report.unexpected, report.mismatched = keys.loaded, keys.unexpected, keys.mismatched
@@ -76,8 +77,8 @@ def load_visual_state(module: nn.Module, state: dict[str, torch.Tensor], *, sour
     return report
 
 
-def _grid(pos: torch.Tensor) -> str:
-    side = int(round((pos.shape[1] - 1) ** 0.5))
+def _grid(pos: torch.Tensor, prefix: int = 1) -> str:
+    side = int(round((pos.shape[1] - prefix) ** 0.5))
     return f"{side}x{side}"
 
 

@@ -45,7 +45,16 @@ _DEFAULTS: dict[str, Any] = {
     "text_unlocked_layers": 0,
     "hf_weights_sha256": None,
     "text_quick_gelu": False,
+    # Image-encoder variants of foreign ViTs, for the dense backbone (`rils_bench.adapters.backbone.RILSViT`): our
+    # own encoder is always the default and refuses anything else.
+    "layer_scale": False,
+    "reg_tokens": 0,
+    "no_embed_class": False,
+    "pre_norm": False,
+    "norm_eps": 1e-6,
+    "act": "gelu",
 }
+BACKBONE_VARIANT_KEYS = ("layer_scale", "reg_tokens", "no_embed_class", "pre_norm", "norm_eps", "act")
 TEXT_TOWERS = ("clip", "hf")
 CONFIG_KEYS = frozenset(
     {"name", "img_size", "patch_size", "width", "depth", "heads", "embed_dim", "context_length", "text_width"}
@@ -67,6 +76,9 @@ class ImageTextEncoder(nn.Module):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         self.config = dict(config)
+        variants = {k: config[k] for k in BACKBONE_VARIANT_KEYS if config[k] != _DEFAULTS[k]}
+        if variants:
+            raise ValueError(f"the rils-bench encoder has no {variants}: only the dense backbone builds those")
         self.visual = VisionTransformer(
             **{k: config[k] for k in ("img_size", "patch_size", "in_chans", "width", "depth", "heads", "mlp_ratio")}
         )

@@ -169,14 +169,49 @@ def report_config(path):
     return torch.load(path, weights_only=True)["meta"]["model_config"]
 
 
-def test_what_the_dense_backbone_lacks_is_named_in_the_key_report(tmp_path):
+@pytest.mark.parametrize(
+    "spec_of",
+    [
+        lambda path: _timm_file("vit_small_patch14_reg4_dinov2", path),  # registers, layer scale, no cls position
+        lambda path: _timm_file("vit_base_patch16_clip_224", path),  # norm_pre
+        lambda path: _open_clip_file("ViT-B-32", path),  # open_clip names, ln_pre, eps 1e-5, no patch bias
+    ],
+)
+def test_timm_and_open_clip_vits_become_dense_backbones_that_compute_their_tokens(spec_of, tmp_path):
+    from rils_bench.adapters.backbone import RILSViT
     from rils_bench.adapters.convert import convert_checkpoint
+    from rils_bench.adapters.loading import load_backbone
 
-    path = tmp_path / "dinov2.pth"
-    torch.save(timm.create_model("vit_small_patch14_reg4_dinov2", num_classes=0).state_dict(), path)
-    report = convert_checkpoint(f"timm:vit_small_patch14_reg4_dinov2={path}", to="mmseg", out=tmp_path / "seg.pth")
-    assert not report.ok and "reg_token" in report.unexpected
-    assert any(k.endswith("ls1.gamma") for k in report.unexpected)  # layer scale
+    spec, tokens_of, size = spec_of(tmp_path)
+    report = convert_checkpoint(spec, to="mmseg", out=tmp_path / "mmseg.pth")
+    assert report.ok and not report.missing and not report.unexpected and not report.mismatched
+    backbone = RILSViT(report_config(tmp_path / "mmseg.pth")).eval()
+    assert load_backbone(backbone, tmp_path / "mmseg.pth").ok
+    images = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        (grid,) = backbone(images)
+        torch.testing.assert_close(grid.flatten(2).transpose(1, 2), tokens_of(images), atol=1e-4, rtol=0)
+
+
+def _timm_file(name, folder):
+    source = _perturbed(timm.create_model(name, pretrained=False, num_classes=0))
+    torch.save(source.state_dict(), folder / "weights.pth")
+    prefix = source.num_prefix_tokens
+    size = source.patch_embed.img_size[0]
+    return f"timm:{name}={folder / 'weights.pth'}", lambda x: source.forward_features(x)[:, prefix:], size
+
+
+def _open_clip_file(name, folder):
+    model = _perturbed(open_clip.create_model(name, pretrained=None))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+
+    def patch_tokens(images):
+        out = model.visual.forward_intermediates(
+            images, indices=1, normalize_intermediates=True, output_fmt="NLC", intermediates_only=True
+        )
+        return out["image_intermediates"][0]
+
+    return f"open_clip:{name}={folder / 'model.safetensors'}", patch_tokens, 224
 
 
 def _authors_rils_checkpoint(path, *, with_args: bool):
