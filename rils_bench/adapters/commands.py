@@ -54,7 +54,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     convert = subparsers.add_parser(
         "convert", help="write backbone-only weights for timm, mmdet or mmseg and report every missing/unexpected key"
     )
-    convert.add_argument("ckpt", help="exported rils-bench checkpoint (or random:<arch>)")
+    convert.add_argument(
+        "ckpt",
+        help="exported rils-bench checkpoint, random:<arch>, timm:<model>=<file>, open_clip:<model>=<file>, "
+        "rils-official:<file>, or a timm / MAE state dict file",
+    )
     convert.add_argument("--to", required=True, choices=("timm", "mmdet", "mmseg"), help="target library")
     convert.add_argument("--out", help="output file (default: <checkpoint>_<target>.pth beside the checkpoint)")
     convert.set_defaults(func=_cmd_convert)
@@ -65,7 +69,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     dense.add_argument(
         "--task", required=True, choices=("coco", "ade"), help="coco: mmdet Mask R-CNN; ade: mmseg UperNet"
     )
-    dense.add_argument("--ckpt", required=True, help="exported rils-bench checkpoint or random:<arch>")
+    dense.add_argument(
+        "--ckpt",
+        required=True,
+        help="exported rils-bench checkpoint, random:<arch>, or a checkpoint from elsewhere "
+        "(timm:<model>=<file>, open_clip:<model>=<file>, rils-official:<file>, a timm / MAE state dict file)",
+    )
     dense.add_argument(
         "--config", help="config file, or path under configs/ (default: the task's tiny built-in config)"
     )

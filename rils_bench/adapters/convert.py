@@ -229,6 +229,8 @@ def default_out(spec: str, to: str) -> Path:
     """`<checkpoint stem>_<target>.pth` beside the checkpoint; `random_<arch>_<target>.pth` here for random specs."""
     if spec.startswith("random:"):
         return Path(f"random_{spec.removeprefix('random:')}_{to}.pth")
+    if spec.startswith(("timm:", "open_clip:", "rils-official:")):  # the file after `=` (or after the prefix)
+        spec = spec.partition("=")[2] or spec.partition(":")[2]
     path = Path(spec)
     return path.with_name(f"{path.stem}_{to}.pth")
 

@@ -265,3 +265,12 @@ def test_an_authors_checkpoint_with_pickled_arguments_given_as_a_plain_path_name
     _authors_rils_checkpoint(path, with_args=True)
     assert main(["zeroshot", "--ckpt", str(path), "--dataset", "shapes"]) == 2
     assert "pass it as rils-official:PATH" in capsys.readouterr().err
+
+
+def test_convert_names_a_foreign_output_beside_its_file(tmp_path):
+    from rils_bench.adapters.convert import convert_checkpoint
+
+    path = tmp_path / "deit.pth"
+    torch.save(timm.create_model("deit_tiny_patch16_224", num_classes=0).state_dict(), path)
+    report = convert_checkpoint(f"timm:deit_tiny_patch16_224={path}", to="mmdet")
+    assert report.ok and report.out == tmp_path / "deit_mmdet.pth" and report.out.is_file()
