@@ -14,8 +14,9 @@ from rils_bench.fileio import atomic_write
 
 def series_label(row: pd.Series) -> str:
     """Legend entry of one encoder: `method arch (N steps, id)` (`random arch` for a random encoder), plus the
-    feature when it is not `gap`."""
+    feature when it is not `gap` and the text tower when it is not the CLIP one."""
     feature = "" if row["feature"] == "gap" else f", {row['feature']}"
+    feature += "" if row.get("text", "clip") in ("clip", "none") else f", text {row['text']}"
     if str(row["checkpoint"]).startswith("random:"):
         return f"random {row['arch']}" + (f" ({row['feature']})" if feature else "")
     return f"{row['method']} {row['arch']} ({row['steps']} steps, {row['checkpoint']}{feature})"
@@ -36,7 +37,7 @@ def fewshot_plot(frame: pd.DataFrame, path: Path) -> Path:
         axes[0].set_axis_off()
     for ax, dataset in zip(axes, datasets, strict=False):
         rows = frame[frame["dataset"] == dataset]
-        for _, line in rows.groupby(["method", "arch", "steps", "checkpoint", "feature"], sort=True):
+        for _, line in rows.groupby(["method", "arch", "text", "steps", "checkpoint", "feature"], sort=True):
             line = line.sort_values("shots")
             ax.errorbar(
                 line["shots"],

@@ -92,6 +92,7 @@ def make_record(
             "sha256": checkpoint.sha256,
             "method": checkpoint.method,
             "arch": checkpoint.arch,
+            "text": text_tower_of(checkpoint),
             "steps": checkpoint.steps,
             "pretrain_seed": checkpoint.seed,
         },
@@ -105,6 +106,20 @@ def make_record(
         "git_sha": git_sha or provenance.git_sha(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def text_tower_of(checkpoint: PretrainedInfo) -> str:
+    """The text tower a record's encoder has, for the tables: `clip` (open_clip's CLIP text transformer, trained with
+    the image tower), `hf:<name>` (a pre-trained sentence encoder), `open_clip` (an open_clip model's own), or
+    `none` (image-only)."""
+    config = checkpoint.meta.get("model_config") or checkpoint.meta
+    if checkpoint.kind == "open_clip":
+        return "open_clip"
+    if checkpoint.kind == "timm" or config.get("embed_dim", 0) is None:
+        return "none"
+    if config.get("text_tower") == "hf":
+        return f"hf:{Path(str(config.get('hf_model'))).name}"
+    return "clip"
 
 
 def write_record(record: dict[str, Any], root: Path | None = None, *, log: Callable[[str], None] | None = None) -> Path:

@@ -21,7 +21,7 @@ from rils_bench.fileio import atomic_write
 from rils_bench.report import plots
 from rils_bench.report.record import read_records, records_dir
 
-ROW = ["method", "arch", "steps", "checkpoint"]  # what identifies an encoder in every table
+ROW = ["method", "arch", "text", "steps", "checkpoint"]  # what identifies an encoder in every table
 CLASSIFICATION_TASKS = ("linear", "zeroshot", "knn")
 DENSE_TASKS = ("coco", "ade")
 DENSE_ORDER = ("bbox_mAP", "segm_mAP", "AP50", "AP75", "APs", "APm", "APl", "mIoU", "mAcc", "aAcc")
@@ -31,7 +31,15 @@ def checkpoint_columns(record: dict[str, Any]) -> dict[str, Any]:
     """The row identity of a record: method, architecture, pre-training steps and a checkpoint id."""
     ckpt = record["checkpoint"]
     ident = ckpt["sha256"][:12] if ckpt.get("sha256") else ckpt["spec"]
-    return {"method": ckpt["method"], "arch": ckpt["arch"], "steps": ckpt.get("steps", 0), "checkpoint": ident}
+    # Records written before the text-tower choice existed all had open_clip's CLIP text transformer.
+    text = ckpt.get("text", "clip")
+    return {
+        "method": ckpt["method"],
+        "arch": ckpt["arch"],
+        "text": text,
+        "steps": ckpt.get("steps", 0),
+        "checkpoint": ident,
+    }
 
 
 def fewshot_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -205,7 +213,7 @@ def readme(records: Sequence[dict[str, Any]]) -> str:
     shas = ", ".join(f"`{s}`" for s in sorted({r.get("git_sha", "unknown") for r in records})) or "(none)"
     lines = [README_HEAD, f"Built from {len(records)} record(s) under `results/records/`, by code at git {shas}.", ""]
     lines.append("Checkpoints (method, architecture, pre-training steps, id):")
-    lines += [f"- {m}, {a}, {s} steps: `{c}`" for m, a, s, c in checkpoints] or ["- (none yet)"]
+    lines += [f"- {m}, {a}, text tower {t}, {s} steps: `{c}`" for m, a, t, s, c in checkpoints] or ["- (none yet)"]
     return "\n".join(lines) + "\n"
 
 

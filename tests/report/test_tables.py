@@ -66,7 +66,7 @@ def records(tmp_path):
 
 def test_records_round_trip_into_the_fewshot_frame(records):
     frame = fewshot_frame(read_records(records))
-    assert frame.shape == (4, 10)
+    assert frame.shape == (4, 11) and set(frame["text"]) == {"clip"}  # RANDOM and RILS: the CLIP text tower
     row = frame[(frame["method"] == "rils") & (frame["shots"] == 1)].iloc[0]
     assert row["top1_mean"] == 44.0 and row["top1_std"] == 4.0 and row["seeds"] == 3
     assert row["checkpoint"] == "a" * 12 and row["steps"] == 2000
@@ -83,13 +83,13 @@ def test_tables_have_the_right_shape_and_cells(records, tmp_path):
 
     md = (out / "fewshot.md").read_text()
     table = [line for line in md.splitlines() if line.startswith("|")]
-    assert table[0] == "| method | arch | steps | checkpoint | 1-shot | 4-shot |"
+    assert table[0] == "| method | arch | text | steps | checkpoint | 1-shot | 4-shot |"
     assert len(table) == 4  # header, rule, 2 encoders
-    assert "| random | rils_vit_tiny_patch8 | 0 | random:rils_vit_tiny_patch8 | 21.00 ± 1.41 | 30.00 ± 0.00 |" in table
-    assert f"| rils | rils_vit_tiny_patch8 | 2000 | {'a' * 12} | 44.00 ± 4.00 | 61.00 ± 1.41 |" in table
+    assert "| random | rils_vit_tiny_patch8 | clip | 0 | random:rils_vit_tiny_patch8 | 21.00 ± 1.41 | 30.00 ± 0.00 |" in table
+    assert f"| rils | rils_vit_tiny_patch8 | clip | 2000 | {'a' * 12} | 44.00 ± 4.00 | 61.00 ± 1.41 |" in table
 
     csv = pd.read_csv(out / "fewshot.csv")
-    assert csv.shape == (4, 10) and csv["top1_mean"].tolist() == [
+    assert csv.shape == (4, 11) and csv["top1_mean"].tolist() == [
         21.0,
         30.0,
         44.0,
@@ -98,10 +98,10 @@ def test_tables_have_the_right_shape_and_cells(records, tmp_path):
 
     classification = (out / "classification.md").read_text()
     assert "## fashion-mnist" in classification and "## animal-mnist" in classification
-    assert "| method | arch | steps | checkpoint | kNN | linear |" in classification
-    assert f"| rils | rils_vit_tiny_patch8 | 2000 | {'a' * 12} | 70.00 | 81.23 |" in classification
+    assert "| method | arch | text | steps | checkpoint | kNN | linear |" in classification
+    assert f"| rils | rils_vit_tiny_patch8 | clip | 2000 | {'a' * 12} | 70.00 | 81.23 |" in classification
     cls_csv = pd.read_csv(out / "classification.csv")
-    assert cls_csv.shape == (3, 8) and cls_csv["top5"].isna().sum() == 2
+    assert cls_csv.shape == (3, 9) and cls_csv["top5"].isna().sum() == 2
 
     retrieval = (out / "retrieval.md").read_text()
     assert "| i2t_R@1 | i2t_R@5 | i2t_R@10 | t2i_R@1 | t2i_R@5 | t2i_R@10 |" in retrieval
@@ -112,7 +112,7 @@ def test_tables_have_the_right_shape_and_cells(records, tmp_path):
 
     readme = (out / "README.md").read_text()
     assert "Built from 10 record(s)" in readme and "`abc123`" in readme
-    assert f"- rils, rils_vit_tiny_patch8, 2000 steps: `{'a' * 12}`" in readme
+    assert f"- rils, rils_vit_tiny_patch8, text tower clip, 2000 steps: `{'a' * 12}`" in readme
 
 
 def test_tables_are_deterministic(records, tmp_path):
@@ -159,3 +159,20 @@ def test_table_command_does_not_load_the_model_stack(records, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split()[-2:] == ["0", "False"], done.stdout + done.stderr
     assert (tmp_path / "out" / "fewshot.md").is_file()
+
+
+def test_the_text_tower_is_part_of_a_rows_identity(tmp_path):
+    minilm = PretrainedInfo(
+        "runs/rils-minilm.pt", "rils-bench", "rils", "rils_vit_tiny_patch8", "b" * 64, steps=350,
+        meta={"model_config": {"embed_dim": 256, "text_tower": "hf", "hf_model": "minilm"}},
+    )  # fmt: skip
+    scratch = PretrainedInfo(
+        "runs/rils.pt", "rils-bench", "rils", "rils_vit_tiny_patch8", "c" * 64, steps=350,
+        meta={"model_config": {"embed_dim": 256, "text_tower": "clip"}},
+    )  # fmt: skip
+    for info in (minilm, scratch):
+        write_record(simple(info, "zeroshot", "fashion-mnist", {"top1": 50.0}, "templates=auto"), tmp_path / "r")
+    build_tables(records=tmp_path / "r", out=tmp_path / "out")
+    page = (tmp_path / "out" / "classification.md").read_text()
+    assert "| rils | rils_vit_tiny_patch8 | hf:minilm | 350 | bbbbbbbbbbbb |" in page
+    assert "| rils | rils_vit_tiny_patch8 | clip | 350 | cccccccccccc |" in page
