@@ -85,7 +85,10 @@ def test_tables_have_the_right_shape_and_cells(records, tmp_path):
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert table[0] == "| method | arch | text | steps | checkpoint | 1-shot | 4-shot |"
     assert len(table) == 4  # header, rule, 2 encoders
-    assert "| random | rils_vit_tiny_patch8 | clip | 0 | random:rils_vit_tiny_patch8 | 21.00 ± 1.41 | 30.00 ± 0.00 |" in table
+    assert (
+        "| random | rils_vit_tiny_patch8 | clip | 0 | random:rils_vit_tiny_patch8 | 21.00 ± 1.41 | 30.00 ± 0.00 |"
+        in table
+    )
     assert f"| rils | rils_vit_tiny_patch8 | clip | 2000 | {'a' * 12} | 44.00 ± 4.00 | 61.00 ± 1.41 |" in table
 
     csv = pd.read_csv(out / "fewshot.csv")
