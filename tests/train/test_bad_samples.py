@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import webdataset as wds
+from pretrain_testing import tiny_options
 
 from rils_bench.cli import main
 from rils_bench.data.builtin.prepare import prepare
@@ -46,15 +47,7 @@ def write_table(folder, pairs, n_rows, n_bad):
 
 
 def options(table, iters):
-    return {
-        "model.arch": "rils_vit_test_patch8",
-        "train_dataloader.dataset": dict(_delete_=True, type="ImageTextPairs", table=str(table), image_size=32),
-        "train_dataloader.batch_size": 4,
-        "train_dataloader.num_workers": 0,
-        "train_dataloader.persistent_workers": False,
-        "train_cfg.max_iters": iters,
-        "default_hooks.logger.interval": 5,
-    }
+    return tiny_options(table, iters, **{"default_hooks.logger.interval": 5})
 
 
 def test_a_one_percent_bad_table_trains_to_the_end_and_counts_the_skip(shapes_pairs, tmp_path, capsys):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
+from pretrain_testing import tiny_options
 
 from rils_bench.checkpoint import load_checkpoint
 from rils_bench.data.builtin.prepare import prepare
@@ -26,20 +27,6 @@ METHOD_CONFIGS = {
 def shapes_table(tmp_path_factory):
     root = prepare("shapes", root=tmp_path_factory.mktemp("data"))
     return root / "imagetext" / "train.csv"
-
-
-def tiny_options(table, max_iters=2, **extra):
-    """The real configs, shrunk: the unit-test model, the shapes table, a few iterations, no workers."""
-    return {
-        "model.arch": "rils_vit_test_patch8",
-        "train_dataloader.dataset": dict(_delete_=True, type="ImageTextPairs", table=str(table), image_size=32),
-        "train_dataloader.batch_size": 4,
-        "train_dataloader.num_workers": 0,
-        "train_dataloader.persistent_workers": False,
-        "train_cfg.max_iters": max_iters,
-        "default_hooks.logger.interval": 1,
-        **extra,
-    }
 
 
 @pytest.mark.slow
