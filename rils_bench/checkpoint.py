@@ -93,6 +93,21 @@ def strip_prefix(state: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix) and torch.is_tensor(v)}
 
 
+def unwrap_state_dict(payload: Any) -> dict[str, Any] | None:
+    """The state dict inside a training file as people save them: under `state_dict` or `model` (nested or not),
+    DDP's `module.` prefix stripped when every key has it. None when there is no dict."""
+    while isinstance(payload, dict):
+        inner = next((payload[w] for w in ("state_dict", "model") if isinstance(payload.get(w), dict)), None)
+        if inner is None:
+            break
+        payload = inner
+    if not isinstance(payload, dict):
+        return None
+    if payload and all(isinstance(k, str) and k.startswith("module.") for k in payload):
+        payload = {k.removeprefix("module."): v for k, v in payload.items()}
+    return payload
+
+
 def find_prefix(state: dict[str, Any], candidates: tuple[str, ...] = IMAGE_PREFIXES) -> str:
     """The first of `candidates` that some key of `state` starts with; `""` (timm's bare names) if none does."""
     return next((p for p in candidates if any(k.startswith(p) for k in state)), "")

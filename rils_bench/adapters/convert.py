@@ -32,7 +32,6 @@ from rils_bench.checkpoint import (
     CheckpointError,
     KeyReport,
     compare_keys,
-    load_checkpoint,
     read_tensor_file,
     strip_prefix,
 )
@@ -66,21 +65,18 @@ def visual_state_of(spec: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     """`(encoder tensors with timm names, model config, source meta, number of other tensors)` of a checkpoint.
 
     `spec` is an exported checkpoint path or `random:<arch>` (a seed-0 random encoder). The checkpoint is read as
-    is, not rebuilt, so that a damaged one reaches the key report instead of failing before it. A timm ViT
-    (`timm:<model>=<file>`, a plain timm state dict, MAE's released layout) is built by `load_pretrained`; parts
-    our backbone does not have (register tokens, layer scale, `norm_pre`) show in the key report.
+    is, not rebuilt, so that a damaged one reaches the key report instead of failing before it. Every other spec
+    (`random:`, `timm:` / `open_clip:` / `rils-official:`, a timm or MAE file) is built by `backbone_source`.
 
     Raises:
         CheckpointError: unreadable file, or one that holds no image encoder.
     """
     spec = str(spec)
-    if spec.startswith("random:"):
-        encoder, info = load_pretrained(spec)
-        meta = {"source": spec, "source_sha256": None, "method": "random", "seed": info.seed}
-        return dict(encoder.visual.state_dict()), dict(encoder.config), meta, 0
-    if spec.startswith(("timm:", "open_clip:")) or _is_timm_file(spec):
-        return _timm_visual_state(spec)
-    payload = load_checkpoint(spec)
+    payload = read_tensor_file(Path(spec), expected="a checkpoint") if Path(spec).is_file() else None
+    if not (isinstance(payload, dict) and payload.get("format") == FORMAT):  # random:, foreign specs and layouts
+        state, config, info = backbone_source(spec)
+        meta = {"source": spec, "source_sha256": info.sha256, "method": info.method, "seed": info.seed}
+        return state, config, meta, 0
     weights, meta = payload["state_dict"], payload["meta"]
     visual = strip_prefix(weights, VISUAL_PREFIX)
     if not visual or "model_config" not in meta:
@@ -89,23 +85,12 @@ def visual_state_of(spec: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return visual, dict(meta["model_config"]), source, len(weights) - len(visual)
 
 
-def _is_timm_file(spec: str) -> bool:
-    payload = read_tensor_file(Path(spec), expected="a rils-bench checkpoint or a timm ViT state dict")
-    return not (isinstance(payload, dict) and payload.get("format") == FORMAT)
-
-
-def _timm_visual_state(spec: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:
-    state, config, info = backbone_source(spec)
-    meta = {"source": spec, "source_sha256": info.sha256, "method": info.method, "seed": None, "arch": info.arch}
-    return state, config, meta, 0
-
-
 def backbone_source(spec: str, *, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, Any], PretrainedInfo]:
     """What the dense backbone is built from, for any `--ckpt`: `(image-encoder tensors with timm names, a model
     config of that size, where it came from)`. A timm ViT's size is read off its tensors (heads from the model).
 
     Raises:
-        CheckpointError: an open_clip checkpoint (no dense backbone for its tower yet), or a bad checkpoint.
+        CheckpointError: a bad checkpoint.
     """
     encoder, info = load_pretrained(spec, seed=seed)
     if isinstance(encoder, OpenCLIPEncoder):

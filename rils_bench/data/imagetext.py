@@ -19,6 +19,23 @@ Transform = Callable[[Image.Image], Any]
 IMAGE_EXTENSIONS = "png;jpg;jpeg;webp"  # the WebDataset member suffixes taken as the image, first found wins
 
 
+def read_rgb(path: Path, where: str = "") -> Image.Image:
+    """Decode an image file completely, as RGB: a truncated file fails here, not later in the model.
+
+    Raises:
+        UserError: a missing, empty, truncated or non-image file, named (with `where`, e.g. the table row).
+    """
+    at = f" ({where})" if where else ""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise UserError(f"image file not found: {path}{at}") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"cannot decode image {path}{at}: {reason}") from None
+
+
 class ImageTextTable(Dataset):
     """Map-style dataset over a CSV (`.csv`) or TSV (`.tsv`) with a header naming its columns.
 
@@ -66,13 +83,7 @@ class ImageTextTable(Dataset):
             caption.encode("utf-8")
         except UnicodeEncodeError:
             raise UserError(f"caption is not UTF-8 ({where})") from None
-        try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")  # decodes now, so a truncated file fails here, not in the model
-        except FileNotFoundError:
-            raise UserError(f"image file not found: {path} ({where})") from None
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise UserError(f"cannot decode image {path} ({where}): {err}") from err
+        rgb = read_rgb(path, where)
         return (self.transform(rgb) if self.transform else rgb), caption
 
 

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from rils_bench.data.imagetext import read_rgb
 from rils_bench.errors import UserError
 from rils_bench.fileio import atomic_write
 from rils_bench.models.pretrained import PretrainedInfo
@@ -96,8 +96,7 @@ def eval_transform(
 class UnreadableImage:
     """What a worker returns for a file it cannot decode: the main process turns it into one clear error."""
 
-    path: str
-    reason: str
+    message: str
 
 
 def _collate(items: list[torch.Tensor | UnreadableImage]) -> torch.Tensor | UnreadableImage:
@@ -117,12 +116,10 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor | UnreadableImage:
-        path = self.paths[index]
         try:
-            with Image.open(path) as image:
-                return self.transform(image.convert("RGB"))  # decodes the whole file: truncation shows here
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            return UnreadableImage(str(path), str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return self.transform(read_rgb(self.paths[index]))
+        except UserError as err:  # raised in the main process, not in a worker (one line, not a worker traceback)
+            return UnreadableImage(str(err))
 
 
 @dataclass(frozen=True)
@@ -276,7 +273,7 @@ def compute_features(
     bar = tqdm(loader, desc=desc, unit="batch", disable=not progress or not sys.stderr.isatty(), mininterval=1.0)
     for images in bar:
         if isinstance(images, UnreadableImage):
-            raise UserError(f"cannot read image {images.path}: {images.reason}")
+            raise UserError(images.message)
         images = images.to(device, non_blocking=True)
         chunks.append(pool(encoder, images, feature).float().cpu())
     width = chunks[0].shape[1] if chunks else 0

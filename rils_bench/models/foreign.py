@@ -22,10 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rils_bench.checkpoint import CheckpointError, load_strict, read_tensor_file, strip_prefix
+from rils_bench.checkpoint import CheckpointError, load_strict, read_tensor_file, unwrap_state_dict
 
 FOREIGN_SOURCES = ("open_clip", "timm")
-_WRAPPERS = ("state_dict", "model", "module")
 
 
 def parse_foreign_spec(spec: str) -> tuple[str, str, Path] | None:
@@ -60,13 +59,9 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
-    payload = read_tensor_file(path, expected="a tensor-only state dict")
-    while isinstance(payload, dict) and any(isinstance(payload.get(w), dict) for w in _WRAPPERS[:2]):
-        payload = next(payload[w] for w in _WRAPPERS[:2] if isinstance(payload.get(w), dict))
-    if not isinstance(payload, dict) or not payload or not all(isinstance(v, torch.Tensor) for v in payload.values()):
+    payload = unwrap_state_dict(read_tensor_file(path, expected="a tensor-only state dict"))
+    if not payload or not all(isinstance(v, torch.Tensor) for v in payload.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors")
-    if all(k.startswith("module.") for k in payload):
-        payload = strip_prefix(payload, "module.")
     return payload
 
 

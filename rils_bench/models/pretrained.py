@@ -22,7 +22,15 @@ from typing import Any
 
 import torch
 
-from rils_bench.checkpoint import ENCODER_PREFIX, FORMAT, CheckpointError, load_strict, read_tensor_file, strip_prefix
+from rils_bench.checkpoint import (
+    ENCODER_PREFIX,
+    FORMAT,
+    CheckpointError,
+    load_strict,
+    read_tensor_file,
+    strip_prefix,
+    unwrap_state_dict,
+)
 from rils_bench.fileio import sha256_of
 from rils_bench.models.foreign import load_foreign, parse_foreign_spec
 from rils_bench.models.registry import ImageTextEncoder, get_model_config, list_models, resolve_config
@@ -64,7 +72,8 @@ def load_pretrained(
     if foreign is not None:
         source, name, path = foreign
         encoder = load_foreign(spec, source, name, path)
-        return encoder.eval(), PretrainedInfo(spec, source, source, name, sha256_of(path), meta=dict(encoder.config))
+        meta = {"model_config": dict(encoder.config)}
+        return encoder.eval(), PretrainedInfo(spec, source, source, name, sha256_of(path), meta=meta)
     if spec.startswith("rils-official:"):
         path = Path(spec.removeprefix("rils-official:")).expanduser()
         return _from_official(spec, path, read_official(path))
@@ -122,10 +131,8 @@ def _from_rils_checkpoint(spec: str, payload: dict[str, Any]) -> tuple[ImageText
 
 
 def _official_state(payload: Any) -> dict[str, torch.Tensor] | None:
-    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
-    if isinstance(state, dict) and state and all(k.startswith("module.") for k in state):
-        state = strip_prefix(state, "module.")
-    return state if isinstance(state, dict) and is_official_layout(state) else None
+    state = unwrap_state_dict(payload)
+    return state if state is not None and is_official_layout(state) else None
 
 
 def _from_official(spec: str, path: Path, state: dict[str, torch.Tensor]) -> tuple[ImageTextEncoder, PretrainedInfo]:
@@ -141,12 +148,8 @@ def _from_official(spec: str, path: Path, state: dict[str, torch.Tensor]) -> tup
 
 def _timm_state_dict(payload: Any) -> dict[str, torch.Tensor] | None:
     """The ViT weights of a timm state dict (possibly wrapped in `model` / `state_dict`), head dropped; else None."""
-    if isinstance(payload, dict):
-        for wrapper in ("model", "state_dict"):
-            if isinstance(payload.get(wrapper), dict):
-                payload = payload[wrapper]
-                break
-    if not isinstance(payload, dict) or not all(k in payload for k in ("patch_embed.proj.weight", "cls_token")):
+    payload = unwrap_state_dict(payload)
+    if payload is None or not all(k in payload for k in ("patch_embed.proj.weight", "cls_token")):
         return None
     if not all(isinstance(v, torch.Tensor) for v in payload.values()):
         return None

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from rils_bench.checkpoint import CheckpointError, read_tensor_file, strip_prefix
+from rils_bench.checkpoint import CheckpointError, read_tensor_file, unwrap_state_dict
 
 _DECODER = ("visual.decoder_", "visual.mask_token")
 _TEXT = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
@@ -39,12 +39,8 @@ def read_official(path: Path) -> dict[str, torch.Tensor]:
     """
     with torch.serialization.safe_globals([argparse.Namespace]):
         payload = read_tensor_file(path, expected="a RILS checkpoint")
-    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: no state dict")
-    if all(k.startswith("module.") for k in state):
-        state = strip_prefix(state, "module.")
-    if not is_official_layout(state):
+    state = unwrap_state_dict(payload)
+    if state is None or not is_official_layout(state):
         raise CheckpointError(f"{path}: not the RILS authors' layout (no image_projection or visual q_bias/v_bias)")
     return state
 

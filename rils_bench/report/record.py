@@ -112,7 +112,7 @@ def text_tower_of(checkpoint: PretrainedInfo) -> str:
     """The text tower a record's encoder has, for the tables: `clip` (open_clip's CLIP text transformer, trained with
     the image tower), `hf:<name>` (a pre-trained sentence encoder), `open_clip` (an open_clip model's own), or
     `none` (image-only)."""
-    config = checkpoint.meta.get("model_config") or checkpoint.meta
+    config = checkpoint.meta.get("model_config") or {}  # none for random:<arch>: a registry size, CLIP tower
     if checkpoint.kind == "open_clip":
         return "open_clip"
     if checkpoint.kind == "timm" or config.get("embed_dim", 0) is None:

@@ -274,3 +274,12 @@ def test_convert_names_a_foreign_output_beside_its_file(tmp_path):
     torch.save(timm.create_model("deit_tiny_patch16_224", num_classes=0).state_dict(), path)
     report = convert_checkpoint(f"timm:deit_tiny_patch16_224={path}", to="mmdet")
     assert report.ok and report.out == tmp_path / "deit_mmdet.pth" and report.out.is_file()
+
+
+def test_an_authors_checkpoint_converts_for_the_dense_backbones(tmp_path):
+    from rils_bench.adapters.convert import convert_checkpoint
+
+    path = tmp_path / "checkpoint_best.pt"
+    _authors_rils_checkpoint(path, with_args=True)
+    report = convert_checkpoint(f"rils-official:{path}", to="mmdet")
+    assert report.ok and report.out == tmp_path / "checkpoint_best_mmdet.pth"
