@@ -10,6 +10,9 @@ Run it on an otherwise idle machine: two processes that each start two OpenMP th
 other down far more than 2x.
 
 Targets (issue 4): RILS step >= 1.5x the eager reference; RILS step <= 1.3x the cost of our CLIP step.
+Issue 14 adds a precision column: every method in fp32 and in bf16 autocast (`rils_bench.precision.autocast`, as
+pre-training runs it), the eager reference in fp32. Target on a CPU with native bf16: the bf16 RILS step >= 1.5x the
+fp32 eager reference; `auto_resolves_to` says what `--precision auto` picks on the machine measured.
 
 Two more readings explain the first target on a CPU: `rils_compiled` (the same step under `torch.compile`, whose
 one-off compile time is reported apart), and the share of the RILS step spent in matrix products (torch
@@ -22,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -39,18 +41,12 @@ from rils_bench.fileio import atomic_write
 
 OUT = Path(__file__).with_name("results") / "pretrain_step.json"
 MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
-CASES = [  # (method, arch, batch)
-    ("rils", "rils_vit_tiny_patch8", 64),
-    ("rils_eager_reference", "rils_vit_tiny_patch8", 64),
-    ("rils_compiled", "rils_vit_tiny_patch8", 64),
-    ("clip", "rils_vit_tiny_patch8", 64),
-    ("mae", "rils_vit_tiny_patch8", 64),
-    ("mae_clip", "rils_vit_tiny_patch8", 64),
-    ("rils", "rils_vit_base_patch16", 8),
-    ("rils_eager_reference", "rils_vit_base_patch16", 8),
-    ("clip", "rils_vit_base_patch16", 8),
-    ("mae", "rils_vit_base_patch16", 8),
-    ("mae_clip", "rils_vit_base_patch16", 8),
+CASES = [  # (method, arch, batch, precision)
+    *[(m, "rils_vit_tiny_patch8", 64, p) for m in ("rils", "clip", "mae", "mae_clip") for p in ("fp32", "bf16")],
+    ("rils_eager_reference", "rils_vit_tiny_patch8", 64, "fp32"),
+    ("rils_compiled", "rils_vit_tiny_patch8", 64, "fp32"),
+    *[(m, "rils_vit_base_patch16", 8, p) for m in ("rils", "clip", "mae", "mae_clip") for p in ("fp32", "bf16")],
+    ("rils_eager_reference", "rils_vit_base_patch16", 8, "fp32"),
 ]
 
 
@@ -88,9 +84,10 @@ def make_eager(method: nn.Module) -> nn.Module:
     return method
 
 
-def measure_one(method_name: str, arch: str, batch: int, steps: int) -> dict:
+def measure_one(method_name: str, arch: str, batch: int, precision: str, steps: int) -> dict:
     from rils_bench.methods import build_method
     from rils_bench.models.text import tokenize
+    from rils_bench.precision import autocast, resolve
 
     torch.manual_seed(0)
     base = "rils" if method_name.startswith("rils") else method_name
@@ -105,8 +102,11 @@ def measure_one(method_name: str, arch: str, batch: int, steps: int) -> dict:
     optimizer = torch.optim.AdamW(method.parameters(), lr=1e-4)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
+    resolved = resolve(precision, "cpu")
+
     def one_step() -> torch.Tensor:
-        losses = step_fn(images, tokens, mask_noise=noise)
+        with autocast(resolved):
+            losses = step_fn(images, tokens, mask_noise=noise)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()
@@ -124,7 +124,7 @@ def measure_one(method_name: str, arch: str, batch: int, steps: int) -> dict:
     extra = {}
     if method_name == "rils_compiled":
         extra["first_step_incl_compile_s"] = first_step_s
-    if method_name == "rils":
+    if method_name == "rils" and precision == "fp32":
         with profile() as prof:
             one_step()
         events = prof.key_averages()
@@ -134,6 +134,7 @@ def measure_one(method_name: str, arch: str, batch: int, steps: int) -> dict:
         "method": method_name,
         "arch": arch,
         "batch": batch,
+        "precision": precision,
         "step_s": step,
         "img_per_s": batch / step,
         "first_loss": first_loss,
@@ -143,9 +144,9 @@ def measure_one(method_name: str, arch: str, batch: int, steps: int) -> dict:
     }
 
 
-def fp32_gflops() -> float:
-    """This machine's fp32 matmul rate (2048^2), the physical limit the step times are read against."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def matmul_gflops(dtype: torch.dtype = torch.float32) -> float:
+    """This machine's matmul rate (2048^2) in `dtype`, the physical limit the step times are read against."""
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     a @ b
     start = time.perf_counter()
     for _ in range(5):
@@ -156,28 +157,42 @@ def fp32_gflops() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--one", nargs=3, metavar=("METHOD", "ARCH", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=4, metavar=("METHOD", "ARCH", "BATCH", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure_one(args.one[0], args.one[1], int(args.one[2]), args.steps)))
+        method, arch, batch, precision = args.one
+        print(json.dumps(measure_one(method, arch, int(batch), precision, args.steps)))
         return
 
     load_at_start = os.getloadavg()[0]
     rows = []
-    for method, arch, batch in CASES:
-        cmd = [sys.executable, __file__, "--steps", str(args.steps), "--one", method, arch, str(batch)]
+    for method, arch, batch, precision in CASES:
+        cmd = [sys.executable, __file__, "--steps", str(args.steps), "--one", method, arch, str(batch), precision]
         row = json.loads(
             subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         )
         rows.append(row)
-        print(f"{method:22s} {arch:24s} b={batch:3d}  {row['img_per_s']:7.1f} img/s  step {row['step_s']:.3f} s  "
-              f"peak RSS {row['peak_rss_mb']:.0f} MB  loss {row['first_loss']:.5f}", flush=True)  # fmt: skip
+        print(f"{method:22s} {arch:24s} b={batch:3d} {precision}  {row['img_per_s']:7.1f} img/s  step "
+              f"{row['step_s']:.3f} s  peak RSS {row['peak_rss_mb']:.0f} MB  loss {row['first_loss']:.5f}",
+              flush=True)  # fmt: skip
 
-    by = {(r["method"], r["arch"]): r for r in rows}
+    by = {(r["method"], r["arch"], r["precision"]): r for r in rows}
     summary = {}
     for arch in sorted({r["arch"] for r in rows}):
-        rils, eager, clip = by[("rils", arch)], by[("rils_eager_reference", arch)], by[("clip", arch)]
+        rils, eager, clip = (
+            by[("rils", arch, "fp32")],
+            by[("rils_eager_reference", arch, "fp32")],
+            by[("clip", arch, "fp32")],
+        )
+        rils_bf16 = by[("rils", arch, "bf16")]
         summary[arch] = {
+            "bf16_rils_speedup_vs_fp32_eager_reference": eager["step_s"] / rils_bf16["step_s"],
+            "bf16_rils_speedup_vs_fp32_rils": rils["step_s"] / rils_bf16["step_s"],
+            "bf16_first_loss_minus_fp32": rils_bf16["first_loss"] - rils["first_loss"],
+            **{
+                f"bf16_speedup_{m}": by[(m, arch, "fp32")]["step_s"] / by[(m, arch, "bf16")]["step_s"]
+                for m in ("clip", "mae", "mae_clip")
+            },  # fmt: skip
             "rils_speedup_vs_eager_reference": eager["step_s"] / rils["step_s"],
             "matmul_share_of_rils_step": rils["matmul_share"],
             "max_speedup_without_fewer_flops": 1 / rils["matmul_share"],
@@ -189,17 +204,27 @@ def main() -> None:
         print(f"{arch}: RILS {speedup:.2f}x the eager reference (target >= 1.5), {cost:.2f}x the CLIP step "
               f"(target <= 1.3), same loss: {summary[arch]['identical_loss']}; matrix products take "
               f"{share:.0%} of the step: at most {1 / share:.2f}x without fewer FLOPs")  # fmt: skip
-        if ("rils_compiled", arch) in by:
-            compiled = by[("rils_compiled", arch)]
+        line = summary[arch]
+        print(f"{arch}: bf16 RILS step {line['bf16_rils_speedup_vs_fp32_eager_reference']:.2f}x the fp32 eager "
+              f"reference (target >= 1.5 with native bf16), {line['bf16_rils_speedup_vs_fp32_rils']:.2f}x the fp32 "
+              f"RILS step; first loss bf16 - fp32 = {line['bf16_first_loss_minus_fp32']:+.4f}")  # fmt: skip
+        if ("rils_compiled", arch, "fp32") in by:
+            compiled = by[("rils_compiled", arch, "fp32")]
             summary[arch]["compiled_speedup_vs_rils"] = rils["step_s"] / compiled["step_s"]
             summary[arch]["compiled_same_loss"] = abs(compiled["first_loss"] - rils["first_loss"]) <= 1e-4
             print(f"{arch}: torch.compile {summary[arch]['compiled_speedup_vs_rils']:.2f}x the eager-mode RILS step "
                   f"(compile {compiled['first_step_incl_compile_s']:.0f} s)")  # fmt: skip
+    from rils_bench.envinfo import describe_cpu
+    from rils_bench.precision import resolve
+
+    auto = resolve("auto", "cpu")
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": f"{describe_cpu()}, {torch.get_num_threads()} threads",
+        "auto_resolves_to": f"{auto.name} ({auto.reason})",
         "load_average_at_start": load_at_start,
         "torch": torch.__version__,
-        "fp32_matmul_gflops": fp32_gflops(),
+        "fp32_matmul_gflops": matmul_gflops(),
+        "bf16_matmul_gflops": matmul_gflops(torch.bfloat16),
         "steps_timed": args.steps,
         "rows": rows,
         "summary": summary,
@@ -207,7 +232,8 @@ def main() -> None:
     OUT.parent.mkdir(exist_ok=True)
     with atomic_write(OUT) as f:
         f.write((json.dumps(result, indent=1) + "\n").encode())
-    print(f"fp32 matmul: {result['fp32_matmul_gflops']:.0f} GFLOP/s; written {OUT}")
+    print(f"matmul: fp32 {result['fp32_matmul_gflops']:.0f}, bf16 {result['bf16_matmul_gflops']:.0f} GFLOP/s; "
+          f"auto = {result['auto_resolves_to']}; written {OUT}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from rils_bench import __version__, compat
 from rils_bench.adapters.commands import add_commands as add_dense_commands
 from rils_bench.errors import UserError
 from rils_bench.eval.commands import add_commands as add_eval_commands
+from rils_bench.precision import PRECISIONS
 
 
 def _cmd_env(_: argparse.Namespace) -> int:
@@ -63,11 +64,14 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from rils_bench.train.runner import run_pretrain
 
+    cfg_options = dict(args.cfg_options or {})
+    if args.precision is not None:
+        cfg_options["precision"] = args.precision
     export = run_pretrain(
         config=args.config,
         work_dir=args.work_dir,
         resume=args.resume,
-        cfg_options=args.cfg_options,
+        cfg_options=cfg_options,
         launcher=args.launcher,
     )
     if export is not None:  # rank 0 only; the last line is the checkpoint path, for scripts
@@ -93,6 +97,13 @@ def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
         "`--resume auto`: resume if there is one, else start from scratch",
     )
     cmd.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ...")
+    cmd.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="auto (the config's default): bf16 on a GPU or a CPU with native bf16, else fp32; `rils-bench env` "
+        "says what auto picks here",
+    )
     cmd.add_argument(
         "--launcher",
         choices=["none", "pytorch", "slurm", "mpi"],

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI imports this module; commands that need no model (table) must not load torch
-    import torch
+    pass
 
 _FORCE_UNSAFE_LOAD = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
@@ -60,14 +60,3 @@ def unsafe_load_for_mmengine_resume() -> Iterator[None]:
             del os.environ[_FORCE_UNSAFE_LOAD]
         else:
             os.environ[_FORCE_UNSAFE_LOAD] = previous
-
-
-def optim_wrapper_type(device: str | torch.device) -> str:
-    """mmengine optimizer wrapper for `device`.
-
-    `AmpOptimWrapper` asserts a GPU ("only available training on gpu, npu, mlu or musa"). On CPU we
-    train in fp32: this CPU has no native bf16 and a bf16 matmul runs ~100x slower than fp32.
-    """
-    import torch
-
-    return "AmpOptimWrapper" if torch.device(device).type == "cuda" else "OptimWrapper"

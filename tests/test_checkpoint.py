@@ -56,8 +56,3 @@ def test_unsafe_load_is_confined_to_the_block(tmp_path):
     assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ
     with pytest.raises(Exception, match="[Ww]eights only"):
         torch.load(path)
-
-
-def test_optim_wrapper_refuses_amp_on_cpu():
-    assert compat.optim_wrapper_type("cpu") == "OptimWrapper"
-    assert compat.optim_wrapper_type("cuda:0") == "AmpOptimWrapper"

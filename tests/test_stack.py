@@ -5,6 +5,8 @@ import pytest
 import torch
 import torchvision
 
+from rils_bench.precision import resolve
+
 
 def test_mmcv_roi_align_matches_torchvision():
     from mmcv.ops import RoIAlign
@@ -40,11 +42,13 @@ def test_env_reports_compiled_ops(capsys):
     from rils_bench.cli import main
 
     assert main(["env"]) == 0
+    out = capsys.readouterr().out
     rows = dict(
-        line.split(maxsplit=1) if " ops " not in line else ("mmcv ops", line.split()[-1])
-        for line in capsys.readouterr().out.splitlines()
+        line.split(maxsplit=1) if " ops " not in line else ("mmcv ops", line.split()[-1]) for line in out.splitlines()
     )
     assert rows["mmcv ops"] == "compiled"
+    auto = resolve("auto", "cpu")
+    assert f"precision auto   {auto.name} on cpu ({auto.reason})" in out  # what auto picks here, and why
     pins = _pins()  # the versions pyproject.toml pins, read from it rather than repeated here
     for package in ("torch", "mmcv", "mmdet", "timm"):
         assert rows[package].strip() == pins[package], package

@@ -30,6 +30,7 @@ from torch import nn
 
 from rils_bench.models.registry import get_model_config, resolve_config
 from rils_bench.models.vit import sincos_2d_pos_embed
+from rils_bench.precision import autocast, resolve
 
 UPERNET_FRACTIONS = (4, 6, 8, 12)  # blocks 4, 6, 8, 12 of 12 (BEiT / MAE's UperNet), scaled to other depths
 
@@ -142,6 +143,9 @@ class RILSViT(BaseModule):
         global_indices: blocks that keep global attention when windows are used; see `resolve_global_indices`.
         use_rel_pos: decomposed relative position biases in every block (ViTDet), zero-initialised.
         drop_path_rate: stochastic depth of the last block; block i gets `rate * i / (depth - 1)`.
+        precision: `fp32` (default: the surrounding autocast, if any, decides) or `bf16` / `fp16` / `auto`: this
+            module's forward runs under autocast in it and returns fp32 maps. For CPU fine-tuning, where mmcv's
+            kernels (nms, roi_align) take fp32 only, so autocast cannot wrap the whole detector.
         init_cfg: `dict(type="Pretrained", checkpoint=PATH[, prefix=...])` loads weights (`init_weights`).
 
     Returns from `forward`: a tuple of `[B, D, H/p, W/p]` maps, one per output index.
@@ -159,9 +163,11 @@ class RILSViT(BaseModule):
         global_indices: str | Sequence[int] = "auto",
         use_rel_pos: bool = False,
         drop_path_rate: float = 0.0,
+        precision: str = "fp32",
         init_cfg: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.precision = precision
         config = get_model_config(arch) if isinstance(arch, str) else resolve_config(arch)
         self.arch = config["name"]
         # Variants of foreign ViTs (timm DINOv2 / CLIP, open_clip; see `rils_bench.models.registry`): defaults are ours.
@@ -222,6 +228,13 @@ class RILSViT(BaseModule):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """`[B, C, H, W] -> tuple of [B, D, ceil(H/p), ceil(W/p)]` (inputs are zero-padded to a patch multiple)."""
+        if self.precision == "fp32":
+            return self._forward(images)
+        with autocast(resolve(self.precision, images.device)):
+            outputs = self._forward(images)
+        return tuple(out.float() for out in outputs)
+
+    def _forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.patch_embed(images)  # [B, h, w, D]
         batch, h, w, dim = x.shape
         # Bicubic, no antialiasing (the same grid returns the parameter itself). [1, (1+)h*w, D]

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from rils_bench.errors import UserError
+from rils_bench.precision import PRECISIONS
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -45,6 +46,7 @@ def _cmd_dense(args: argparse.Namespace) -> int:
         launcher=args.launcher,
         max_iters=args.max_iters,
         seed=args.seed,
+        precision=args.precision,
     )
     return 0
 
@@ -87,4 +89,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     dense.add_argument("--max-iters", type=int, help="smoke run: train N iterations at constant lr, evaluate once")
     dense.add_argument("--seed", type=int, default=0, help="fine-tuning seed, also of a random:<arch> encoder")
+    dense.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="auto (default): bf16 autocast on a GPU or a CPU with native bf16, else fp32; recorded with the result",
+    )  # fmt: skip
     dense.set_defaults(func=_cmd_dense)

@@ -19,12 +19,13 @@ from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from rils_bench import compat
 from rils_bench.adapters import dense_config
 from rils_bench.adapters.convert import backbone_source, write_backbone
+from rils_bench.amp import apply_precision
 from rils_bench.data.builtin import prepare as builtin
 from rils_bench.errors import UserError
 from rils_bench.models.pretrained import PretrainedInfo
+from rils_bench.precision import Precision, resolve
 from rils_bench.report.record import make_record, write_record
 
 BUILTIN_SETS = ("pastecoco", "pasteade")  # `dataset_name`s that rils-bench prepares itself when no root is given
@@ -61,6 +62,7 @@ def run_dense(
     max_iters: int | None = None,
     seed: int = 0,
     records_root: Path | None = None,
+    precision: str = "auto",
 ) -> dict[str, float | None]:
     """Fine-tune and evaluate `ckpt` on a dense task; write its result record; return the record's metrics.
 
@@ -76,6 +78,8 @@ def run_dense(
         max_iters: smoke run: train this many iterations at a constant lr, then evaluate once.
         seed: seed of the fine-tuning run (and of a `random:` encoder).
         records_root: where the record goes; default `rils_bench.report.record.records_dir()`.
+        precision: `auto | fp32 | bf16 | fp16` (`rils_bench.precision`): fine-tuning and validation run under
+            autocast in it, weights stay fp32; recorded with the result.
 
     Raises:
         UserError: unknown task, missing config, unreadable checkpoint or one without an image encoder.
@@ -96,7 +100,10 @@ def run_dense(
         meta={"source": info.spec, "source_sha256": info.sha256, "arch": info.arch, "model_config": encoder_config},
     )  # fmt: skip
     del visual
-    _configure_run(cfg, backbone_file=backbone_file, work_dir=work_dir, launcher=launcher, seed=seed)
+    resolved = resolve(precision, "cuda" if torch.cuda.is_available() else "cpu")
+    _configure_run(
+        cfg, backbone_file=backbone_file, work_dir=work_dir, launcher=launcher, seed=seed, precision=resolved
+    )
     if max_iters:
         dense_config.shorten(cfg, max_iters)
     if cfg_options:
@@ -106,6 +113,7 @@ def run_dense(
     if is_main_process():
         record = make_record(
             checkpoint=info, task=task, dataset=cfg.get("dataset_name", path.stem), split="val", metrics=metrics,
+            precision=resolved.name,
             setting=setting, dataset_sha256=dataset_sha, seeds=[seed],
             hyperparameters=dense_config.hyperparameters(cfg),
             config={"file": str(path), "cfg_options": cfg_options or {}, "resolved": cfg.pretty_text,
@@ -149,12 +157,16 @@ def _tag(info: PretrainedInfo) -> str:
     return info.sha256[:12] if info.sha256 else f"random-{info.arch}-seed{info.seed}"
 
 
-def _configure_run(cfg, *, backbone_file: Path, work_dir: Path, launcher: str, seed: int) -> None:
+def _configure_run(cfg, *, backbone_file: Path, work_dir: Path, launcher: str, seed: int, precision: Precision) -> None:
     cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(backbone_file))
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
     cfg.randomness = dict(seed=seed)
-    cfg.optim_wrapper.type = compat.optim_wrapper_type("cuda" if torch.cuda.is_available() else "cpu")
+    if precision.autocast and precision.device_type == "cpu":
+        # mmcv's CPU kernels (nms, roi_align) take fp32 only: autocast the ViT backbone, where the FLOPs are.
+        cfg.model.backbone.precision = precision.name
+        precision = Precision("fp32", "cpu", "the backbone alone runs in bf16 on a CPU")
+    apply_precision(cfg.optim_wrapper, precision)
     if cfg.get("val_cfg") is None or cfg.get("val_dataloader") is None:
         raise UserError("the config has no validation loop (val_cfg / val_dataloader): nothing would be evaluated")
 

@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from rils_bench.precision import PRECISIONS
+
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (a batch, epoch or seed count of 0 means an untrained or empty result)."""
@@ -111,6 +113,13 @@ def _eval_parser(
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="feature extraction precision (default auto: bf16 on a GPU or a CPU with native bf16, else fp32; "
+        "`rils-bench env` says what auto picks here); recorded with the result",
+    )
+    parser.add_argument(
         "--records", type=Path, default=None, help="records folder (default $RILS_BENCH_RECORDS or results/records)"
     )
     return parser
@@ -119,7 +128,9 @@ def _eval_parser(
 def _common(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
     from rils_bench.eval.features import ExtractOptions  # imported when a command runs: keeps `--help` fast
 
-    options = ExtractOptions(batch_size=args.batch_size, num_workers=args.workers, device=args.device)
+    options = ExtractOptions(
+        batch_size=args.batch_size, num_workers=args.workers, device=args.device, precision=args.precision
+    )
     return {
         "ckpt": _checkpoint(args),
         "dataset": dataset,

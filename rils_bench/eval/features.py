@@ -3,8 +3,11 @@
 One function serves every harness: `extract_features(encoder, info, images, ...)` runs the encoder's evaluation
 interface over image files in batches under `torch.inference_mode()` and caches the `[N, D]` float32 result.
 The cache key is a sha256 over the checkpoint's sha256 (or its `random:` spec and seed), the dataset's content
-hash, the split, the transform description, the feature type and, for a subset, the indices: change any of them
-and the features are computed again; change nothing and they are read back.
+hash, the split, the transform description, the feature type, the precision (when not fp32) and, for a subset, the
+indices: change any of them and the features are computed again; change nothing and they are read back.
+
+Extraction runs in the precision `ExtractOptions.precision` resolves to (`rils_bench.precision`; default `auto`:
+bf16 autocast on a CPU with native bf16 or a GPU, fp32 otherwise); features are always stored as float32.
 
 Feature types:
 - `gap`: mean of the final-normed patch tokens (cls excluded), unprojected `[N, width]`; what RILS, CLIP and
@@ -36,6 +39,7 @@ from rils_bench.errors import UserError
 from rils_bench.fileio import atomic_write
 from rils_bench.models.pretrained import PretrainedInfo
 from rils_bench.models.registry import ImageTextEncoder
+from rils_bench.precision import Precision, autocast, resolve
 
 FEATURE_TYPES = ("gap", "cls", "embed")
 CACHE_VERSION = 1  # bump when what a cached file holds changes meaning
@@ -124,13 +128,18 @@ class ImageFiles(Dataset):
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    """How to run extraction (none of these change the features, so none is part of the cache key)."""
+    """How to run extraction. Only `precision` changes the features (it is part of the cache key and the record)."""
 
     batch_size: int = 256
     num_workers: int | None = None  # None: `default_workers(device)`
     device: str | None = None  # None: CUDA when there is one, else the CPU
     cache: Path | None = None  # None: `cache_root()`
     progress: bool = True
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (rils_bench.precision)
+
+    def resolved_precision(self) -> Precision:
+        """`precision` resolved for the device extraction runs on."""
+        return resolve(self.precision, pick_device(self.device))
 
 
 @dataclass
@@ -154,9 +163,11 @@ def cache_key(
     split: str,
     transform: str,
     feature: str,
+    precision: str = "fp32",
     indices: np.ndarray | None = None,
 ) -> str:
-    """sha256 over every input that changes the features; `indices` (a subset, in order) only when given."""
+    """sha256 over every input that changes the features; `indices` (a subset, in order) only when given, and the
+    precision only when it is not fp32 (so the fp32 features cached before precisions existed stay valid)."""
     inputs = {
         "version": CACHE_VERSION,
         "checkpoint": checkpoint,
@@ -165,6 +176,8 @@ def cache_key(
         "transform": transform,
         "feature": feature,
     }
+    if precision != "fp32":
+        inputs["precision"] = precision
     if indices is not None:
         inputs["indices"] = hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
@@ -189,14 +202,16 @@ def extract_features(
     if feature not in FEATURE_TYPES:
         raise ValueError(f"unknown feature type {feature!r}; known: {FEATURE_TYPES}")
     transform, description = transform_of(encoder.config)
+    options = options or ExtractOptions()
+    precision = options.resolved_precision()
     key_args = dict(
         checkpoint=checkpoint_identity(info),
         dataset_sha256=dataset_sha256,
         split=split,
         transform=description,
         feature=feature,
+        precision=precision.name,
     )
-    options = options or ExtractOptions()
     root = options.cache or cache_root()
     full = root / f"{cache_key(**key_args)}.npz"
     target = full if indices is None else root / f"{cache_key(**key_args, indices=indices)}.npz"
@@ -218,6 +233,7 @@ def extract_features(
         device=options.device,
         progress=options.progress,
         desc=f"{split} features",
+        precision=precision.name,
     )
     with atomic_write(target) as f:
         np.savez(f, features=values, inputs=np.asarray(json.dumps(key_args, sort_keys=True)))
@@ -252,8 +268,10 @@ def compute_features(
     device: torch.device | str | None = None,
     progress: bool = True,
     desc: str = "features",
+    precision: str = "auto",
 ) -> np.ndarray:
-    """Run the encoder over `paths` in batches (no cache): `[N, D]` float32, rows in the order of `paths`.
+    """Run the encoder over `paths` in batches (no cache), in `precision`: `[N, D]` float32, rows in the order of
+    `paths`.
 
     Raises:
         UserError: an image that cannot be decoded (named; nothing is cached or recorded for the run).
@@ -269,13 +287,15 @@ def compute_features(
         collate_fn=_collate,
     )
     encoder = encoder.to(device).eval()
+    resolved = resolve(precision, device)
     chunks = []
     bar = tqdm(loader, desc=desc, unit="batch", disable=not progress or not sys.stderr.isatty(), mininterval=1.0)
     for images in bar:
         if isinstance(images, UnreadableImage):
             raise UserError(images.message)
         images = images.to(device, non_blocking=True)
-        chunks.append(pool(encoder, images, feature).float().cpu())
+        with autocast(resolved):
+            chunks.append(pool(encoder, images, feature).float().cpu())
     width = chunks[0].shape[1] if chunks else 0
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, width), np.float32)
 
@@ -290,14 +310,21 @@ def pool(encoder: ImageTextEncoder, images: torch.Tensor, feature: str) -> torch
 
 @torch.inference_mode()
 def embed_texts(
-    encoder: ImageTextEncoder, texts: Sequence[str], *, device: str | None = None, batch_size: int = 256
+    encoder: ImageTextEncoder,
+    texts: Sequence[str],
+    *,
+    device: str | None = None,
+    batch_size: int = 256,
+    precision: str = "auto",
 ) -> np.ndarray:
-    """`encode_text` of every text, in batches: `[N, E]` float32, not normalised. The one text loop of zero-shot
-    (class prompts) and retrieval (captions)."""
+    """`encode_text` of every text, in batches, in `precision`: `[N, E]` float32, not normalised. The one text loop
+    of zero-shot (class prompts) and retrieval (captions)."""
     dev = pick_device(device)
     encoder = encoder.to(dev).eval()
+    resolved = resolve(precision, dev)
     chunks = []
     for start in range(0, len(texts), batch_size):
         tokens = encoder.tokenize(texts[start : start + batch_size]).to(dev)
-        chunks.append(encoder.encode_text(tokens).float().cpu())
+        with autocast(resolved):
+            chunks.append(encoder.encode_text(tokens).float().cpu())
     return torch.cat(chunks).numpy()

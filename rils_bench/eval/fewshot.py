@@ -135,6 +135,7 @@ def run_fewshot(
     union = np.unique(np.concatenate(list(samples.values())))  # only these train images are embedded
     xtr, xte = probe.extract(feature=feature, options=options, train_indices=union)
 
+    precision = (options or ExtractOptions()).resolved_precision().name
     out = []
     for k in shots:
         trials = []
@@ -145,7 +146,7 @@ def run_fewshot(
             acc = top1(fit_logistic(x, y, c).predict(xte), test.labels)
             log(f"{k}-shot seed {seed}: C={c:g} ({how}); top-1 {acc:.2f}% on {len(test)} val images")
             trials.append(Trial(seed, acc, c, how, hashlib.sha256(picked.tobytes()).hexdigest()))
-        out.append(fewshot_record(info, data, k, feature, trials, c_grid, len(test), encoder.config))
+        out.append(fewshot_record(info, data, k, feature, trials, c_grid, len(test), encoder.config, precision))
     if write:
         for record in out:
             write_record(record, records)
@@ -172,12 +173,14 @@ def fewshot_record(
     c_grid: Sequence[float],
     n_test: int,
     encoder_config: dict[str, Any],
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """The record of one k: mean ± sample std of top-1 over the trials, per-seed values, C and how it was chosen."""
     accs = [t.top1 for t in trials]
     mean, std = mean_std(accs)
     return make_record(
         checkpoint=info,
+        precision=precision,
         task="fewshot",
         dataset=data.name,
         split="val",

@@ -78,6 +78,7 @@ def run_knn(
     log(f"knn: k={k}, T={temperature:g}: top-1 {metrics['top1']:.2f}% on {len(val)} val images")
     record = make_record(
         checkpoint=info,
+        precision=(options or ExtractOptions()).resolved_precision().name,
         task="knn",
         dataset=data.name,
         split="val",

@@ -204,6 +204,7 @@ def run_linear(
     metrics = accuracy_metrics(scores_va, val.labels)
     record = make_record(
         checkpoint=info,
+        precision=(options or ExtractOptions()).resolved_precision().name,
         task="linear",
         dataset=data.name,
         split="val",

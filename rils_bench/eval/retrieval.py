@@ -52,7 +52,8 @@ def evaluate_pairs(
     image_emb = extract_features(
         encoder, info, pairs.paths, dataset_sha256=pairs.sha256, split=pairs.name, feature="embed", options=options
     ).features
-    text_emb = embed_texts(encoder, pairs.captions, device=options.device if options else None)
+    options = options or ExtractOptions()
+    text_emb = embed_texts(encoder, pairs.captions, device=options.device, precision=options.precision)
     metrics = recall_metrics(image_emb, text_emb)
     log(f"retrieval {pairs.name} ({len(pairs.paths)} pairs): " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
     return metrics
@@ -82,6 +83,7 @@ def run_retrieval(
         out.append(
             make_record(
                 checkpoint=info,
+                precision=(options or ExtractOptions()).resolved_precision().name,
                 task="retrieval",
                 dataset=pairs.name,
                 split="pairs",

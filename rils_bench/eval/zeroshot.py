@@ -61,11 +61,17 @@ def prompts_for(dataset: str, classnames: Sequence[str], templates: str = "auto"
 
 @torch.inference_mode()
 def text_classifier(
-    encoder: ImageTextEncoder, prompts: Sequence[Sequence[str]], *, device: str | None = None, batch_size: int = 256
+    encoder: ImageTextEncoder,
+    prompts: Sequence[Sequence[str]],
+    *,
+    device: str | None = None,
+    batch_size: int = 256,
+    precision: str = "auto",
 ) -> np.ndarray:
     """`[C, E]` class weights: per class, the renormalised mean of its prompts' normalised text embeddings."""
     flat = [p for class_prompts in prompts for p in class_prompts]
-    embedded = F.normalize(torch.from_numpy(embed_texts(encoder, flat, device=device, batch_size=batch_size)), dim=1)
+    texts = embed_texts(encoder, flat, device=device, batch_size=batch_size, precision=precision)
+    embedded = F.normalize(torch.from_numpy(texts), dim=1)
     weights = torch.stack([F.normalize(e.mean(0), dim=0) for e in embedded.split([len(p) for p in prompts])])  # [C, E]
     return weights.numpy()
 
@@ -96,12 +102,14 @@ def run_zeroshot(
     images = extract_features(
         encoder, info, val.paths, dataset_sha256=data.sha256, split="val", feature="embed", options=options
     ).features
-    weights = text_classifier(encoder, prompts, device=options.device if options else None)
+    options = options or ExtractOptions()
+    weights = text_classifier(encoder, prompts, device=options.device, precision=options.precision)
     scores = F.normalize(torch.from_numpy(images), dim=1).numpy() @ weights.T  # [N, C] cosine similarities
     metrics = accuracy_metrics(scores, val.labels)
     log(f"zero-shot ({template_name} templates): top-1 {metrics['top1']:.2f}% on {len(val)} val images")
     record = make_record(
         checkpoint=info,
+        precision=(options or ExtractOptions()).resolved_precision().name,
         task="zeroshot",
         dataset=data.name,
         split="val",

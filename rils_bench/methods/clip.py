@@ -9,6 +9,7 @@ from torch import nn
 
 from rils_bench.methods.losses import ITCLoss
 from rils_bench.models.registry import ImageTextEncoder, resolve_config
+from rils_bench.precision import float32_region
 
 
 class CLIP(nn.Module):
@@ -30,6 +31,7 @@ class CLIP(nn.Module):
         self.encoder = ImageTextEncoder(config)
         self.itc_loss = ITCLoss(rank=rank, world_size=world_size)
 
+    @float32_region  # losses, temperatures and normalisations in fp32 under autocast (rils_bench.precision)
     def forward_loss(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """ITC of normalised `[B, E]` embeddings, plus `retrieval_acc` and `logit_scale` logs."""
         logit_scale = self.encoder.get_logit_scale()

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from open_clip.loss import gather_features as _open_clip_gather
 from torch import nn
 
+from rils_bench.precision import float32_region
+
 
 def gather_features(
     image_emb: torch.Tensor, text_emb: torch.Tensor, *, rank: int, world_size: int
@@ -59,6 +61,7 @@ class ITCLoss(nn.Module):
         self.rank = rank
         self.world_size = world_size
 
+    @float32_region  # logits of nearly equal cosines times up to 100: bf16's 8-bit mantissa would blur them
     def forward(self, image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> dict:
         """Contrastive loss of L2-normalised local embeddings.
 
@@ -117,6 +120,7 @@ class LanguageSpaceMIMLoss(nn.Module):
         self.detach_prototypes = detach_prototypes
         self.world_size = world_size
 
+    @float32_region  # softmax at temperature 0.04: logits up to 25, where bf16 steps by 0.125
     def forward(
         self,
         student: torch.Tensor,

@@ -13,6 +13,7 @@ from torch import nn
 
 from rils_bench.models.registry import ImageTextEncoder, resolve_config
 from rils_bench.models.vit import MaskedDecoder
+from rils_bench.precision import float32_region
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -98,6 +99,7 @@ class MAE(nn.Module):
         """Predicted pixels of every patch. `[B, 1+K, D] -> [B, L, p*p*C]`."""
         return self.decoder(latent, ids_restore)
 
+    @float32_region  # losses, temperatures and normalisations in fp32 under autocast (rils_bench.precision)
     def forward_loss(self, images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Pixel loss on masked patches."""
         loss = pixel_reconstruction_loss(images, pred, mask, self.patch_size, norm_pix=self.norm_pix)

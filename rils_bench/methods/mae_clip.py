@@ -15,6 +15,7 @@ from torch import nn
 from rils_bench.methods.losses import ITCLoss
 from rils_bench.methods.mae import build_pixel_decoder, pixel_reconstruction_loss
 from rils_bench.models.registry import ImageTextEncoder, resolve_config
+from rils_bench.precision import float32_region
 
 
 class MAECLIP(nn.Module):
@@ -60,6 +61,7 @@ class MAECLIP(nn.Module):
         """Predicted pixels of every patch. `[B, 1+K, D] -> [B, L, p*p*C]`."""
         return self.decoder(latent, ids_restore)
 
+    @float32_region  # losses, temperatures and normalisations in fp32 under autocast (rils_bench.precision)
     def forward_loss(
         self,
         images: torch.Tensor,

@@ -22,6 +22,7 @@ from torch import nn
 from rils_bench.methods.losses import ITCLoss, LanguageSpaceMIMLoss
 from rils_bench.models.registry import ImageTextEncoder, resolve_config
 from rils_bench.models.vit import MaskedDecoder
+from rils_bench.precision import float32_region
 
 
 class RILS(nn.Module):
@@ -94,6 +95,7 @@ class RILS(nn.Module):
         """Second pass of the same encoder over the whole image: final-normed patch tokens `[B, L, D]`."""
         return self.encoder.forward_features(images)[:, 1:]
 
+    @float32_region  # losses, temperatures and normalisations in fp32 under autocast (rils_bench.precision)
     def forward_loss(
         self, pred: torch.Tensor, target: torch.Tensor, text_emb: torch.Tensor, mask: torch.Tensor
     ) -> dict[str, torch.Tensor]:

@@ -110,7 +110,8 @@ class ImageTextEncoder(nn.Module):
         """
         pooled = self.forward_features(images)[:, 1:].mean(dim=1)  # [B, D]
         embedding = self.project(pooled)
-        return F.normalize(embedding, dim=-1) if normalize else embedding
+        # Normalised in fp32 under autocast too: the contrastive losses compare unit vectors (rils_bench.precision).
+        return F.normalize(embedding.float(), dim=-1) if normalize else embedding
 
     def tokenize(self, texts: str | Sequence[str]) -> torch.Tensor:
         """Token ids of the text tower's own tokenizer: `[N, context_length]` int64."""
@@ -127,7 +128,7 @@ class ImageTextEncoder(nn.Module):
             # open_clip's causal mask has a fixed size; a shorter input fails deep inside attention otherwise.
             raise ValueError(f"text tokens have length {tokens.shape[-1]}, expected {self.text.context_length}")
         embedding = self.text(tokens)
-        return F.normalize(embedding, dim=-1) if normalize else embedding
+        return F.normalize(embedding.float(), dim=-1) if normalize else embedding
 
     def _require_text(self) -> None:
         if self.text is None:

@@ -42,13 +42,17 @@ def record_key(
     setting: str,
     dataset_sha256: str | None = None,
     seeds: list[int] | None = None,
+    precision: str = "fp32",
 ) -> str:
     """Identity of a record: everything that changes its numbers. The same evaluation of the same checkpoint on
     the same data always maps to the same key (and replaces its record); two folders of the same name but
     different content (`dataset_sha256`), or another set of seeds (a 1-seed smoke run vs the 5-seed result), do
-    not. Protocol values beyond the seeds (SGD epochs, k, templates, shots) are in `setting`."""
+    not. Protocol values beyond the seeds (SGD epochs, k, templates, shots) are in `setting`. The precision of the
+    evaluation enters only when it is not fp32, so records written before precisions existed keep their keys."""
     ident = checkpoint_sha256 or checkpoint_spec  # random:<arch> has no file, its spec is its identity
     parts = [ident, task, dataset, split, setting, dataset_sha256 or "", ",".join(map(str, seeds or []))]
+    if precision != "fp32":
+        parts.append(precision)
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -66,8 +70,10 @@ def make_record(
     hyperparameters: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     git_sha: str | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Build a record dict (JSON-serialisable). `metrics` are the aggregates shown in tables."""
+    """Build a record dict (JSON-serialisable). `metrics` are the aggregates shown in tables; `precision` is the
+    one the evaluation ran in (fp32, bf16, fp16; `rils_bench.precision`)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {TASKS}")
     return {
@@ -81,6 +87,7 @@ def make_record(
             setting=setting,
             dataset_sha256=dataset_sha256,
             seeds=seeds,
+            precision=precision,
         ),
         "task": task,
         "dataset": dataset,
@@ -95,7 +102,9 @@ def make_record(
             "text": text_tower_of(checkpoint),
             "steps": checkpoint.steps,
             "pretrain_seed": checkpoint.seed,
+            "pretrain_precision": checkpoint.meta.get("precision", "fp32"),
         },
+        "precision": precision,
         "dataset_sha256": dataset_sha256,
         "metrics": metrics,
         "per_seed": per_seed or {},

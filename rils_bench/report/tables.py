@@ -21,7 +21,7 @@ from rils_bench.fileio import atomic_write
 from rils_bench.report import plots
 from rils_bench.report.record import read_records, records_dir
 
-ROW = ["method", "arch", "text", "steps", "checkpoint"]  # what identifies an encoder in every table
+ROW = ["method", "arch", "text", "steps", "checkpoint", "precision"]  # an encoder (and how it was run), every table
 CLASSIFICATION_TASKS = ("linear", "zeroshot", "knn")
 DENSE_TASKS = ("coco", "ade")
 DENSE_ORDER = ("bbox_mAP", "segm_mAP", "AP50", "AP75", "APs", "APm", "APl", "mIoU", "mAcc", "aAcc")
@@ -39,6 +39,7 @@ def checkpoint_columns(record: dict[str, Any]) -> dict[str, Any]:
         "text": text,
         "steps": ckpt.get("steps", 0),
         "checkpoint": ident,
+        "precision": record.get("precision", "fp32"),  # of the evaluation; records before precisions were fp32
     }
 
 
@@ -209,7 +210,8 @@ DENSE_NOTE = "Fine-tuned with mmdet (coco: box / mask mAP) and mmseg (ade: mIoU,
 
 def readme(records: Sequence[dict[str, Any]]) -> str:
     """`results/README.md`: what each table measures, how it was produced, and which records and code it used."""
-    checkpoints = sorted({tuple(checkpoint_columns(r).values()) for r in records}, key=str)
+    encoders = ({k: v for k, v in checkpoint_columns(r).items() if k != "precision"} for r in records)
+    checkpoints = sorted({tuple(e.values()) for e in encoders}, key=str)
     shas = ", ".join(f"`{s}`" for s in sorted({r.get("git_sha", "unknown") for r in records})) or "(none)"
     lines = [README_HEAD, f"Built from {len(records)} record(s) under `results/records/`, by code at git {shas}.", ""]
     lines.append("Checkpoints (method, architecture, pre-training steps, id):")
@@ -230,7 +232,8 @@ ImageNet, COCO and ADE20K, not on these built-in sets.
 
 Features are taken from the frozen encoder: images resized (bicubic) to the encoder's input size, gray -> RGB,
 CLIP's mean/std; the feature is the mean of the final-normed patch tokens (`gap`, what pre-training pools) unless a
-row says `cls`.
+row says `cls`. The `precision` column is the one the evaluation ran in (`--precision`; `auto` = bf16 autocast on a
+CPU with native bf16 or a GPU, fp32 otherwise; records from before the option existed were fp32).
 
 ## `fewshot.md`, `fewshot.csv`, `fewshot.png`
 

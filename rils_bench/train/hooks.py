@@ -99,6 +99,7 @@ class ExportCheckpointHook(Hook):
             "git_sha": git_sha(),
             "config": runner.cfg.pretty_text,
             "world_size": get_world_size(),
+            "precision": runner.cfg.get("resolved_precision", "fp32"),
             "skipped_samples": int(runner.message_hub.get_info("skipped_samples", 0)),
         }
         path = save_checkpoint(Path(runner.work_dir) / "export" / f"{self.name}.pth", _export_state(model), meta)

@@ -13,7 +13,8 @@ from mmengine.dist import master_only
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner, find_latest_checkpoint
 
-from rils_bench import compat
+from rils_bench import compat, precision
+from rils_bench.amp import apply_precision
 from rils_bench.errors import UserError
 from rils_bench.fileio import atomic_write, sha256_of
 
@@ -164,7 +165,21 @@ def load_config(
     cfg.launcher = launcher
     finalize_batch(cfg, launched_world_size(launcher))
     finalize_schedule(cfg)
+    finalize_precision(cfg)
     return cfg
+
+
+def finalize_precision(cfg: Config, device: str | None = None) -> None:
+    """Resolve `cfg.precision` (`auto`, fp32, bf16, fp16; default auto) for the device mmengine will train on and
+    set the optimizer wrapper to match (`rils_bench.amp`). The resolved name lands in `cfg.resolved_precision`,
+    which the exported checkpoint carries."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = precision.resolve(cfg.get("precision", "auto"), device)
+    apply_precision(cfg.optim_wrapper, resolved)
+    cfg.resolved_precision = resolved.name
+    cfg.precision_reason = resolved.reason
 
 
 def run_pretrain(

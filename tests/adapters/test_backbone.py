@@ -198,3 +198,16 @@ def test_drop_path_is_active_only_in_training():
     assert not torch.allclose(first, second)
     with torch.no_grad():
         assert torch.equal(backbone.eval()(images)[0], backbone(images)[0])
+
+
+def test_a_bf16_backbone_returns_fp32_maps_close_to_the_fp32_ones(exported):
+    """CPU dense fine-tuning autocasts the backbone alone (mmcv's CPU kernels take fp32 only)."""
+    path, _ = exported
+    fp32, bf16 = _from_checkpoint(path, out_indices=(0, 1)), _from_checkpoint(path, out_indices=(0, 1))
+    bf16.precision = "bf16"
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        want, got = fp32(images), bf16(images)
+    for a, b in zip(want, got, strict=True):
+        assert b.dtype == torch.float32 and not torch.equal(a, b)
+        assert torch.nn.functional.cosine_similarity(_as_tokens(a), _as_tokens(b), dim=-1).min() > 0.99

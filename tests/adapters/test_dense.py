@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 from dense_testing import ARCH
+from mmengine.config import Config
 
 from rils_bench.adapters import dense_config
-from rils_bench.adapters.finetune import run_dense
+from rils_bench.adapters.finetune import _configure_run, run_dense
 from rils_bench.fileio import sha256_of
+from rils_bench.precision import Precision, resolve
 from rils_bench.report.record import read_records
 
 
@@ -129,3 +131,24 @@ def test_two_iterations_train_and_evaluate(task, exported, shapes_root, tmp_path
     assert record["checkpoint"]["sha256"] == (sha256_of(path) if task == "coco" else None)
     assert record["checkpoint"]["arch"] == ARCH and record["hyperparameters"]["schedule"]["max_iters"] == 2
     assert torch.load(tmp_path / "work" / "backbone.pth", weights_only=True)["meta"]["arch"] == ARCH
+    auto = resolve("auto", "cpu")
+    assert record["precision"] == auto.name
+    assert (f"precision='{auto.name}'" in record["config"]["resolved"]) == auto.autocast  # on the backbone
+
+
+@pytest.mark.parametrize(
+    ("precision", "wrapper", "backbone"),
+    [
+        (Precision("bf16", "cpu", ""), {"type": "OptimWrapper"}, "bf16"),  # mmcv's CPU kernels take fp32 only
+        (Precision("fp32", "cpu", ""), {"type": "OptimWrapper"}, None),
+        (Precision("fp16", "cuda", ""), {"type": "AmpOptimWrapper", "dtype": "float16"}, None),  # whole model
+    ],
+)
+def test_dense_precision_autocasts_the_backbone_on_cpu_and_the_model_on_gpu(precision, wrapper, backbone, tmp_path):
+    cfg = Config(dict(model=dict(backbone=dict(type="RILSViT")), optim_wrapper=dict(type="OptimWrapper"), val_cfg={}))
+    cfg.val_dataloader = {}
+    _configure_run(
+        cfg, backbone_file=tmp_path / "b.pth", work_dir=tmp_path, launcher="none", seed=0, precision=precision
+    )
+    assert {k: v for k, v in cfg.optim_wrapper.items()} == wrapper
+    assert cfg.model.backbone.get("precision") == backbone

@@ -11,7 +11,8 @@ from eval_helpers import make_checkpoint, run_cli
 from PIL import Image
 
 from rils_bench.fileio import sha256_of
-from rils_bench.report.record import read_records
+from rils_bench.precision import resolve
+from rils_bench.report.record import read_records, record_key
 
 FAST = ["--batch-size", "8", "--workers", "0", "--device", "cpu"]
 
@@ -191,3 +192,19 @@ def test_record_keys_keep_different_experiments_apart_and_a_rerun_says_it_replac
     assert run_cli(["knn", *ckpt, "--dataset", f"imagefolder:{folders[0]}", "--k", "1"]) == 0
     replaced = [line for line in capsys.readouterr().err.splitlines() if "replacing record" in line]
     assert len(replaced) == 1 and len(records_of(tmp_path, "knn")) == 2
+
+
+def test_a_record_carries_its_precision_and_bf16_does_not_replace_fp32(rils_ckpt, tmp_path):
+    ckpt = ["--ckpt", str(rils_ckpt), *FAST, "--dataset", "shapes"]
+    for precision in ("fp32", "bf16"):
+        assert run_cli(["zeroshot", *ckpt, "--precision", precision]) == 0
+    assert run_cli(["zeroshot", *ckpt]) == 0  # auto: replaces the record of what it resolves to here
+    records = {r["precision"]: r for r in records_of(tmp_path, "zeroshot")}
+    assert sorted(records) == ["bf16", "fp32"] and records["bf16"]["key"] != records["fp32"]["key"]
+    auto = resolve("auto", "cpu").name
+    assert records[auto]["checkpoint"]["pretrain_precision"] == "fp32"  # make_checkpoint's meta names none
+    unchanged = record_key(
+        checkpoint_sha256=sha256_of(rils_ckpt), checkpoint_spec=str(rils_ckpt), task="zeroshot", dataset="shapes",
+        split="val", setting=records["fp32"]["setting"], dataset_sha256=records["fp32"]["dataset_sha256"],
+    )  # fmt: skip
+    assert records["fp32"]["key"] == unchanged  # fp32 keys are those of records written before precisions

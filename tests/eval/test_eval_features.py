@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from rils_bench.eval.datasets import resolve_classification
 from rils_bench.eval.features import ExtractOptions, cache_key, eval_transform, extract_features
 from rils_bench.models.pretrained import load_pretrained
 
-OPTIONS = ExtractOptions(batch_size=5, num_workers=0, device="cpu", progress=False)
+OPTIONS = ExtractOptions(batch_size=5, num_workers=0, device="cpu", progress=False, precision="fp32")
 
 
 @pytest.fixture
@@ -102,5 +104,19 @@ def test_cache_key_depends_on_every_input():
         keys.add(cache_key(**{**base, name: other}))
     keys.add(cache_key(**base, indices=np.array([1, 2])))
     keys.add(cache_key(**base, indices=np.array([2, 1])))
-    assert len(keys) == 8
+    keys.add(cache_key(**base, precision="bf16"))
+    assert len(keys) == 9
     assert cache_key(**base) == cache_key(**dict(reversed(base.items())))
+    assert cache_key(**base, precision="fp32") == cache_key(**base)  # fp32 caches from before precisions stay valid
+
+
+def test_bf16_features_are_cached_apart_and_close_to_fp32(rils_ckpt, val):
+    data, split = val
+    encoder, info = load_pretrained(rils_ckpt)
+    common = dict(dataset_sha256=data.sha256, split="val", feature="gap")
+    fp32 = extract_features(encoder, info, split.paths, **common, options=OPTIONS)
+    bf16 = extract_features(encoder, info, split.paths, **common, options=replace(OPTIONS, precision="bf16"))
+    assert not bf16.cached and bf16.path != fp32.path and bf16.features.dtype == np.float32
+    assert not np.array_equal(bf16.features, fp32.features)  # really computed in bf16
+    cosine = torch.nn.functional.cosine_similarity(torch.from_numpy(bf16.features), torch.from_numpy(fp32.features))
+    assert cosine.min() > 0.99

@@ -108,7 +108,7 @@ def test_open_clip_zero_shot_equals_open_clips_own_classifier(clip_file):
     encoder, _ = load_pretrained(f"open_clip:ViT-B-32={path}")
     classnames, templates = ["cat", "dog", "car"], [lambda c: f"a photo of a {c}.", lambda c: f"a drawing of a {c}."]
     prompts = [[t(c) for t in templates] for c in classnames]
-    ours = torch.from_numpy(text_classifier(encoder, prompts, device="cpu"))  # [C, E]
+    ours = torch.from_numpy(text_classifier(encoder, prompts, device="cpu", precision="fp32"))  # [C, E]
     with torch.no_grad():
         theirs = open_clip.build_zero_shot_classifier(
             model, tokenizer=open_clip.get_tokenizer("ViT-B-32"), classnames=classnames, templates=templates,

@@ -66,7 +66,7 @@ def records(tmp_path):
 
 def test_records_round_trip_into_the_fewshot_frame(records):
     frame = fewshot_frame(read_records(records))
-    assert frame.shape == (4, 11) and set(frame["text"]) == {"clip"}  # RANDOM and RILS: the CLIP text tower
+    assert frame.shape == (4, 12) and set(frame["text"]) == {"clip"}  # RANDOM and RILS: the CLIP text tower
     row = frame[(frame["method"] == "rils") & (frame["shots"] == 1)].iloc[0]
     assert row["top1_mean"] == 44.0 and row["top1_std"] == 4.0 and row["seeds"] == 3
     assert row["checkpoint"] == "a" * 12 and row["steps"] == 2000
@@ -83,16 +83,16 @@ def test_tables_have_the_right_shape_and_cells(records, tmp_path):
 
     md = (out / "fewshot.md").read_text()
     table = [line for line in md.splitlines() if line.startswith("|")]
-    assert table[0] == "| method | arch | text | steps | checkpoint | 1-shot | 4-shot |"
+    assert table[0] == "| method | arch | text | steps | checkpoint | precision | 1-shot | 4-shot |"
     assert len(table) == 4  # header, rule, 2 encoders
     assert (
-        "| random | rils_vit_tiny_patch8 | clip | 0 | random:rils_vit_tiny_patch8 | 21.00 ± 1.41 | 30.00 ± 0.00 |"
-        in table
+        "| random | rils_vit_tiny_patch8 | clip | 0 | random:rils_vit_tiny_patch8 | fp32 "
+        "| 21.00 ± 1.41 | 30.00 ± 0.00 |" in table
     )
-    assert f"| rils | rils_vit_tiny_patch8 | clip | 2000 | {'a' * 12} | 44.00 ± 4.00 | 61.00 ± 1.41 |" in table
+    assert f"| rils | rils_vit_tiny_patch8 | clip | 2000 | {'a' * 12} | fp32 | 44.00 ± 4.00 | 61.00 ± 1.41 |" in table
 
     csv = pd.read_csv(out / "fewshot.csv")
-    assert csv.shape == (4, 11) and csv["top1_mean"].tolist() == [
+    assert csv.shape == (4, 12) and csv["top1_mean"].tolist() == [
         21.0,
         30.0,
         44.0,
@@ -101,10 +101,10 @@ def test_tables_have_the_right_shape_and_cells(records, tmp_path):
 
     classification = (out / "classification.md").read_text()
     assert "## fashion-mnist" in classification and "## animal-mnist" in classification
-    assert "| method | arch | text | steps | checkpoint | kNN | linear |" in classification
-    assert f"| rils | rils_vit_tiny_patch8 | clip | 2000 | {'a' * 12} | 70.00 | 81.23 |" in classification
+    assert "| method | arch | text | steps | checkpoint | precision | kNN | linear |" in classification
+    assert f"| rils | rils_vit_tiny_patch8 | clip | 2000 | {'a' * 12} | fp32 | 70.00 | 81.23 |" in classification
     cls_csv = pd.read_csv(out / "classification.csv")
-    assert cls_csv.shape == (3, 9) and cls_csv["top5"].isna().sum() == 2
+    assert cls_csv.shape == (3, 10) and cls_csv["top5"].isna().sum() == 2
 
     retrieval = (out / "retrieval.md").read_text()
     assert "| i2t_R@1 | i2t_R@5 | i2t_R@10 | t2i_R@1 | t2i_R@5 | t2i_R@10 |" in retrieval

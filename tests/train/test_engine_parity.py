@@ -112,6 +112,7 @@ def test_engine_trains_exactly_as_the_plain_loop(method, tmp_path):
         "train_cfg.max_iters": STEPS,
         "warmup_ratio": 0.5,  # 3 warm-up steps, then 3 of cosine: both phases are checked
         "optim_wrapper.optimizer.weight_decay": 0.3,  # large enough that a wrong parameter group shows
+        "precision": "fp32",  # the reference loop runs in fp32 (bf16 parity: tests/test_precision.py)
     }
     cfg = load_config(CONFIGS[method], work_dir=tmp_path / "run", cfg_options=options)
     cfg.custom_hooks = [*cfg.custom_hooks, dict(type="RecordRun")]

@@ -12,6 +12,7 @@ from rils_bench.checkpoint import load_checkpoint
 from rils_bench.data.builtin.prepare import prepare
 from rils_bench.errors import UserError
 from rils_bench.models.pretrained import load_pretrained
+from rils_bench.precision import resolve
 from rils_bench.train.runner import RESUME_SEAL, finalize_schedule, load_config, run_pretrain
 
 CONFIGS = "configs/pretrain"
@@ -40,6 +41,7 @@ def test_every_method_trains_from_its_config_and_exports(method, shapes_table, t
     assert meta["method"] == method and meta["steps"] == 3 and meta["seed"] == 0
     assert meta["model_config"]["name"] == "rils_vit_test_patch8"
     assert meta["git_sha"] and "train_cfg" in meta["config"]
+    assert meta["precision"] == resolve("auto", "cpu").name  # the configs' default, resolved on this machine
     assert any(k.startswith("encoder.visual.blocks.0.") for k in raw["state_dict"])
     assert all(torch.isfinite(v).all() for v in raw["state_dict"].values())
 

@@ -25,5 +25,5 @@ train_dataloader = dict(
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=num_samples * epochs // global_batch)
 warmup_ratio = 1 / epochs  # one epoch of warm-up
 env_cfg = dict(dist_cfg=dict(backend="nccl"))
-optim_wrapper = dict(type="AmpOptimWrapper", dtype="bfloat16", optimizer=dict(lr=5e-4, weight_decay=0.5))
+optim_wrapper = dict(optimizer=dict(lr=5e-4, weight_decay=0.5))
 default_hooks = dict(checkpoint=dict(interval=5000), logger=dict(interval=50))

@@ -31,8 +31,12 @@ custom_hooks = [
 
 # AdamW as CLIP/SLIP: betas (0.9, 0.98), eps 1e-8; no weight decay on biases and norms (1-D parameters),
 # tokens, the text position embedding and the logit scale.
+# Mixed precision: auto = bf16 autocast on a GPU with bf16 or a CPU with native bf16 (avx512_bf16 / amx_bf16),
+# fp16 + loss scaling on other GPUs, fp32 elsewhere (rils_bench/precision.py); `--precision` overrides it. The
+# optimizer wrapper's type is set from it (rils_bench.train.runner.finalize_precision), never written here.
+precision = "auto"
 optim_wrapper = dict(
-    type="OptimWrapper",  # AmpOptimWrapper on GPU configs: it refuses CPU (see rils_bench/compat.py)
+    type="OptimWrapper",
     optimizer=dict(type="AdamW", lr=5e-4, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.1),
     paramwise_cfg=dict(
         flat_decay_mult=0.0,
