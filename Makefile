@@ -13,7 +13,9 @@ WHEELHOUSE ?= $(HOME)/.cache/rils_bench/wheels
 STAMP      := $(VENV)/.setup-stamp
 export HF_HUB_OFFLINE := 1
 
-PRETRAIN_CONFIG ?= configs/pretrain/rils_vit-tiny-p8_builtin.py
+# `make pretrain METHOD=semmim` (rils, clip, mae, mae_clip, semmim) picks that method's tiny built-in config.
+METHOD          ?= rils
+PRETRAIN_CONFIG ?= configs/pretrain/$(subst _,-,$(METHOD))_vit-tiny-p8_builtin.py
 
 .PHONY: help setup data pretrain tables eval-coco eval-ade test lint format clean
 
@@ -36,7 +38,7 @@ $(STAMP): pyproject.toml $(CONSTRAINT) tools/build_mmcv.sh
 data: setup  ## prepare every built-in dataset (sha256-verified downloads) under RILS_BENCH_DATA (default ~/.cache/rils_bench/data)
 	$(VENV)/bin/rils-bench data prepare all
 
-pretrain: setup  ## pre-train RILS ViT-tiny on the built-in image-text pairs (CPU, <15 min); prints the checkpoint path
+pretrain: setup  ## pre-train ViT-tiny on the built-in pairs [METHOD=rils|clip|mae|mae_clip|semmim] (CPU, <15 min)
 	$(VENV)/bin/rils-bench pretrain $(PRETRAIN_CONFIG) $(if $(WORK_DIR),--work-dir $(WORK_DIR))
 
 eval-coco: setup  ## fine-tune + evaluate Mask R-CNN from CKPT= (path or random:<arch>) [CONFIG=] [DATA_ROOT=]; writes a record

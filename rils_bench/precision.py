@@ -111,9 +111,11 @@ def resolve(
 def autocast(precision: Precision) -> Iterator[None]:
     """`torch.autocast` for a resolved precision; a no-op context for fp32.
 
-    On a CPU it also picks SDPA's math kernel: torch's CPU flash-attention backward is ~6x slower in bf16 than in
-    fp32 and ate the whole matmul gain; with the math kernel a RILS ViT-tiny/8 step (batch 64) took 0.71 s in bf16
-    against 1.00 s with flash (1.29-1.39 s fp32), Xeon with AMX, 2 threads.
+    When gradients are on (training) on a CPU it also picks SDPA's math kernel: torch's CPU flash-attention
+    *backward* is ~6x slower in bf16 than in fp32 and ate the whole matmul gain; with the math kernel a RILS
+    ViT-tiny/8 step (batch 64) took 0.71 s in bf16 against 1.00 s with flash (1.29-1.39 s fp32). Inference keeps
+    the flash kernel, faster there in bf16: ViT-tiny/8 forward 670 img/s flash vs 467 math (174 fp32). Xeon with
+    AMX, 2 threads.
     """
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -121,7 +123,8 @@ def autocast(precision: Precision) -> Iterator[None]:
     if not precision.autocast:
         yield
         return
-    math_attention = sdpa_kernel(SDPBackend.MATH) if precision.device_type == "cpu" else contextlib.nullcontext()
+    training_on_cpu = precision.device_type == "cpu" and torch.is_grad_enabled()
+    math_attention = sdpa_kernel(SDPBackend.MATH) if training_on_cpu else contextlib.nullcontext()
     with torch.autocast(precision.device_type, dtype=precision.dtype), math_attention:
         yield
 

@@ -18,12 +18,19 @@ from rils_bench.methods.losses import ITCLoss, LanguageSpaceMIMLoss, contrastive
 from rils_bench.methods.mae import MAE
 from rils_bench.methods.mae_clip import MAECLIP
 from rils_bench.methods.rils import RILS
+from rils_bench.methods.semmim import SemMIM
 
-METHODS: dict[str, type[nn.Module]] = {"rils": RILS, "clip": CLIP, "mae": MAE, "mae_clip": MAECLIP}
+METHODS: dict[str, type[nn.Module]] = {
+    "rils": RILS,
+    "clip": CLIP,
+    "mae": MAE,
+    "mae_clip": MAECLIP,
+    "semmim": SemMIM,
+}
 
 
 def build_method(method: str, model: str | dict[str, Any], **kwargs: Any) -> nn.Module:
-    """Build a method by name (`rils`, `clip`, `mae`, `mae_clip`) on a registry name or saved model config.
+    """Build a method by name (`rils`, `clip`, `mae`, `mae_clip`, `semmim`) on a registry name or saved model config.
 
     `kwargs` go to the method's constructor (e.g. `mask_ratio`, `rank`, `world_size`).
     """
@@ -40,6 +47,7 @@ __all__ = [
     "MAECLIP",
     "METHODS",
     "RILS",
+    "SemMIM",
     "build_method",
     "contrastive_labels",
     "gather_features",

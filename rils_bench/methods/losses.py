@@ -150,3 +150,55 @@ class LanguageSpaceMIMLoss(nn.Module):
         weight = mask * keep.unsqueeze(1)  # [B, L]
         count = global_sum(weight.sum(), world_size=self.world_size)
         return {"loss_mim": self.world_size * (kl * weight).sum() / (count + 1e-6)}
+
+
+class PrototypeDistillationLoss(nn.Module):
+    """Cross-entropy between a momentum teacher's and a student's distributions over K learnable prototypes, with
+    DINO's centering and sharpening of the teacher (Caron et al. 2021; iBOT uses one per token type).
+
+    `p = softmax((t - c) / teacher_temp)` (no gradient), `log q = log_softmax(s / student_temp)`,
+    `L = mean_n( -sum_k p_nk log q_nk )`. The center `c` is a running mean of the teacher logits,
+    `c <- m c + (1 - m) mean_n(t_n)` over the *global* batch, updated after the loss is computed (so every rank
+    uses the same center in a step); it is a buffer, saved with the model and restored on resume.
+
+    Args:
+        prototypes: K, the size of the encoding space.
+        teacher_temp: temperature of the teacher softmax (sharpening; < student_temp).
+        student_temp: temperature of the student softmax.
+        center_momentum: m of the center's running mean.
+        world_size: number of data-parallel ranks (the center's mean is global).
+    """
+
+    def __init__(
+        self,
+        prototypes: int,
+        *,
+        teacher_temp: float = 0.04,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__()
+        self.teacher_temp = teacher_temp
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.world_size = world_size
+        self.register_buffer("center", torch.zeros(prototypes))
+
+    def teacher_probs(self, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Centered, sharpened teacher distribution `[N, K]` (rows sum to 1)."""
+        return F.softmax((teacher_logits.detach() - self.center) / self.teacher_temp, dim=-1)
+
+    @float32_region  # softmax at temperature 0.04 over K prototypes: fp32 (rils_bench.precision)
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of `[N, K]` student logits against the teacher's distribution of `[N, K]` logits."""
+        targets = self.teacher_probs(teacher_logits)
+        loss = -(targets * F.log_softmax(student_logits / self.student_temp, dim=-1)).sum(dim=-1).mean()
+        self.update_center(teacher_logits)
+        return loss
+
+    @torch.no_grad()
+    def update_center(self, teacher_logits: torch.Tensor) -> None:
+        count = global_sum(teacher_logits.new_tensor(float(len(teacher_logits))), world_size=self.world_size)
+        mean = global_sum(teacher_logits.detach().sum(dim=0), world_size=self.world_size) / count
+        self.center.mul_(self.center_momentum).add_(mean, alpha=1 - self.center_momentum)

@@ -240,11 +240,18 @@ class MaskedDecoder(nn.Module):
 
     def forward(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """Predict all patches from the visible ones. `[B, 1+K, D], [B, L] -> [B, L, out_dim]` (cls dropped)."""
+        return self.predict(self.fill(latent, ids_restore))
+
+    def fill(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """Mask tokens in the removed positions, patch order restored, positions added. `-> [B, 1+L, W]`."""
         x = self.embed(latent)  # [B, 1+K, W]
         batch, length = ids_restore.shape
         mask_tokens = self.mask_token.expand(batch, length + 1 - x.shape[1], -1)  # [B, L-K, W]
         patches = unshuffle(torch.cat([x[:, 1:], mask_tokens], dim=1), ids_restore)  # [B, L, W], patch order
-        x = torch.cat([x[:, :1], patches], dim=1) + self.pos_embed  # [B, 1+L, W]
+        return torch.cat([x[:, :1], patches], dim=1) + self.pos_embed  # [B, 1+L, W]
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder blocks and the prediction layer over filled tokens. `[B, 1+L, W] -> [B, L, out_dim]`."""
         for block in self.blocks:
             x = block(x)
         return self.pred(self.norm(x))[:, 1:]  # [B, L, out_dim]

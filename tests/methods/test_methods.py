@@ -16,6 +16,7 @@ KEYS = {
     "clip": {"loss", "loss_itc"} | LOGS,
     "mae": {"loss", "loss_mim"},
     "mae_clip": {"loss", "loss_itc", "loss_mim"} | LOGS,
+    "semmim": {"loss", "loss_itc", "loss_global", "loss_mim", "mask_relevance"} | LOGS,
 }
 # Parameters that must receive gradient from the total loss of one step.
 TRAINED = {
@@ -31,6 +32,9 @@ TRAINED = {
     ],
     "mae_clip": ["encoder.visual.blocks.0.attn.qkv.weight", "encoder.text.text_projection", "encoder.logit_scale"]
     + ["decoder.pred.weight", "decoder.mask_token"],
+    "semmim": ["encoder.visual.blocks.0.attn.qkv.weight", "encoder.visual.cls_token", "encoder.text.text_projection"]
+    + ["encoder.text.token_embedding.weight", "encoder.logit_scale", "decoder.pred.weight", "decoder.mask_token"]
+    + ["head.prototypes", "head.mlp.fc1.weight", "fusion.attn.out_proj.weight"],
 }
 
 

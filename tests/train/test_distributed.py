@@ -32,7 +32,7 @@ def _run(out: Path, method: str, detach: str, nproc: int) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("method", "detach"), [("rils", "1"), ("rils", "0")])
+@pytest.mark.parametrize(("method", "detach"), [("rils", "1"), ("rils", "0"), ("semmim", "1")])
 def test_two_ranks_match_one_process(tmp_path, method, detach):
     (single,) = _run(tmp_path / "one", method, detach, 1)
     ranks = _run(tmp_path / "two", method, detach, 2)

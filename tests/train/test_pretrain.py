@@ -21,6 +21,7 @@ METHOD_CONFIGS = {
     "clip": "clip_vit-tiny-p8_builtin.py",
     "mae": "mae_vit-tiny-p8_builtin.py",
     "mae_clip": "mae-clip_vit-tiny-p8_builtin.py",
+    "semmim": "semmim_vit-tiny-p8_builtin.py",
 }
 
 
@@ -58,7 +59,8 @@ class _Kill(Exception):
 
 
 @pytest.mark.slow
-def test_resume_after_a_kill_equals_an_uninterrupted_run(shapes_table, tmp_path):
+@pytest.mark.parametrize("method", ["rils", "semmim"])  # semmim: its momentum teacher and centers resume too
+def test_resume_after_a_kill_equals_an_uninterrupted_run(method, shapes_table, tmp_path):
     from mmengine.hooks import Hook
     from mmengine.registry import HOOKS
 
@@ -70,7 +72,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(shapes_table, tmp_path)
             if runner.iter + 1 == 3:
                 raise _Kill
 
-    config = f"{CONFIGS}/{METHOD_CONFIGS['rils']}"
+    config = f"{CONFIGS}/{METHOD_CONFIGS[method]}"
     opts = tiny_options(shapes_table, 6, **{"default_hooks.checkpoint.interval": 3})
     straight = run_pretrain(config=config, work_dir=tmp_path / "straight", cfg_options=opts)
 
