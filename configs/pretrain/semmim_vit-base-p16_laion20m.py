@@ -1,5 +1,6 @@
 # SemMIM, ViT-B/16, LAION-20M shards, 25 epochs at global batch 4096 (the RILS paper's setting, for comparison).
-# Head sizes as iBOT's ViT-B (8192 prototypes, bottleneck 256, hidden 2048) and DINO's momentum 0.996.
+# Loss weights stay 1.0 (the tiny config's 0.25 is for batch 64). Head sizes as iBOT's ViT-B (8192 prototypes,
+# bottleneck 256, hidden 2048) and DINO's momentum 0.996.
 _base_ = ["./_base_/laion_base.py", "./_base_/methods/semmim.py"]
 
 model = dict(
