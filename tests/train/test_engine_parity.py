@@ -22,6 +22,7 @@ from mmengine.registry import HOOKS
 
 from rils_bench.data.builtin.prepare import prepare
 from rils_bench.methods import build_method
+from rils_bench.models.registry import resolve_config
 from rils_bench.models.text import tokenize
 from rils_bench.train.runner import load_config
 
@@ -65,7 +66,8 @@ def reference_lr(step: int, *, base: float, warmup: int, total: int, start_facto
 
 def reference_run(method_name: str, cfg: Config, run: dict) -> tuple[list[float], dict[str, torch.Tensor]]:
     """The plain loop over the engine's batches, from the engine's initial weights."""
-    method = build_method(method_name, cfg.model.arch, **cfg.model.get("method_cfg", {}))
+    model = {**resolve_config(cfg.model.arch), **cfg.model.get("text", {})}  # as PretrainModel builds it
+    method = build_method(method_name, model, **cfg.model.get("method_cfg", {}))
     method.load_state_dict({k.removeprefix("method."): v for k, v in run["init"].items() if k.startswith("method.")})
     decay, no_decay = [], []
     for name, param in method.named_parameters():
