@@ -2,11 +2,6 @@
 _base_ = ["./runtime.py"]
 
 arch = "rils_vit_tiny_patch8"
-# The scratch CLIP text tower's context: 24 tokens, the 99th percentile of the built-in captions' BPE token counts
-# (SOT and EOT included; median 10, 36 of 11,268 captions exceed 32); the size's own 32 costs 1.11x per RILS step in
-# bf16 (benchmarks/results/pretrain_step.json, `rils_context24`). Longer captions are cut, keeping their EOT.
-# A config with a text tower uses it as `model = dict(..., text={{_base_.text_context}})`.
-text_context = dict(context_length=24)
 image_size = 64
 batch_size = 64
 
