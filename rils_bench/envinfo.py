@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 from importlib import metadata
-from pathlib import Path
 
 _DISTRIBUTIONS = ("torch", "torchvision", "mmcv", "mmengine", "mmdet", "mmsegmentation", "timm", "open_clip_torch")
 
@@ -32,15 +31,9 @@ def describe_cpu() -> str:
     written next to (bf16 runs ~10x faster than fp32 with AMX and ~100x slower without native bf16)."""
     import os
 
-    from rils_bench.precision import NATIVE_BF16_FLAGS, cpu_flags
+    from rils_bench.precision import NATIVE_BF16_FLAGS, cpu_flags, cpuinfo_field
 
-    model = platform.processor() or platform.machine()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    names = [line.partition(":")[2].strip() for line in text.splitlines() if line.startswith("model name")]
-    model = names[0] if names else model
+    model = cpuinfo_field("model name") or platform.processor() or platform.machine()
     flags = cpu_flags()
     shown = [f for f in ("avx2", "avx512f", *NATIVE_BF16_FLAGS) if f in flags]
     return f"{model}, {os.cpu_count()} cpus, flags: {' '.join(shown) or 'none of avx2/avx512f/bf16'}"

@@ -57,16 +57,22 @@ def dtype_of(name: str) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
-def cpu_flags(cpuinfo: Path = _CPUINFO) -> frozenset[str]:
-    """The CPU feature flags the kernel reports (Linux `/proc/cpuinfo`); empty where there is no such file."""
+def cpuinfo_field(name: str, cpuinfo: Path = _CPUINFO) -> str:
+    """The first value of `name` in Linux's `/proc/cpuinfo` (e.g. `flags`, `model name`); "" where there is none."""
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return frozenset()
+        return ""
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.partition(":")[2].split())
-    return frozenset()
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return ""
+
+
+def cpu_flags(cpuinfo: Path = _CPUINFO) -> frozenset[str]:
+    """The CPU feature flags the kernel reports; empty where there is no `/proc/cpuinfo`."""
+    return frozenset(cpuinfo_field("flags", cpuinfo).split())
 
 
 def resolve(
@@ -162,11 +168,14 @@ def float32_region(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def describe(device: str | torch.device | None = None) -> str:
-    """One line for `rils-bench env`: what `auto` resolves to on this machine, and why."""
+def default_device() -> str:
+    """Where rils-bench runs when no device is named: `cuda` when there is a GPU, else `cpu` (as mmengine does)."""
     import torch
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = resolve("auto", device)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def describe(device: str | torch.device | None = None) -> str:
+    """One line for `rils-bench env`: what `auto` resolves to on `device` (default `default_device()`), and why."""
+    resolved = resolve("auto", device or default_device())
     return f"{resolved.name} on {resolved.device_type} ({resolved.reason})"

@@ -55,6 +55,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\n")
     assert precision.cpu_flags(cpuinfo) == {"fpu", "avx2", "amx_bf16"}
     assert precision.cpu_flags(tmp_path / "missing") == frozenset()
+    assert precision.cpuinfo_field("model name", cpuinfo) == "Xeon"  # the first processor's, for benchmark records
 
 
 def test_the_optimizer_wrapper_follows_the_precision():

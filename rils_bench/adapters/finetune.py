@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -25,7 +24,7 @@ from rils_bench.amp import apply_precision
 from rils_bench.data.builtin import prepare as builtin
 from rils_bench.errors import UserError
 from rils_bench.models.pretrained import PretrainedInfo
-from rils_bench.precision import Precision, resolve
+from rils_bench.precision import Precision, default_device, resolve
 from rils_bench.report.record import make_record, write_record
 
 BUILTIN_SETS = ("pastecoco", "pasteade")  # `dataset_name`s that rils-bench prepares itself when no root is given
@@ -100,7 +99,8 @@ def run_dense(
         meta={"source": info.spec, "source_sha256": info.sha256, "arch": info.arch, "model_config": encoder_config},
     )  # fmt: skip
     del visual
-    resolved = resolve(precision, "cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
+    resolved = resolve(precision, device)
     _configure_run(
         cfg, backbone_file=backbone_file, work_dir=work_dir, launcher=launcher, seed=seed, precision=resolved
     )
@@ -118,7 +118,7 @@ def run_dense(
             hyperparameters=dense_config.hyperparameters(cfg),
             config={"file": str(path), "cfg_options": cfg_options or {}, "resolved": cfg.pretty_text,
                     "run": {**seconds, "world_size": get_world_size(), "work_dir": str(work_dir),
-                            "device": "cuda" if torch.cuda.is_available() else "cpu"}},
+                            "device": device}},
         )  # fmt: skip
         record_path = write_record(record, records_root)
         print(summary_line(task, record["dataset"], setting, info.spec, metrics, seconds, record_path), flush=True)

@@ -39,7 +39,7 @@ from rils_bench.errors import UserError
 from rils_bench.fileio import atomic_write
 from rils_bench.models.pretrained import PretrainedInfo
 from rils_bench.models.registry import ImageTextEncoder
-from rils_bench.precision import Precision, autocast, resolve
+from rils_bench.precision import Precision, autocast, default_device, resolve
 
 FEATURE_TYPES = ("gap", "cls", "embed")
 CACHE_VERSION = 1  # bump when what a cached file holds changes meaning
@@ -64,7 +64,7 @@ def pick_device(name: str | None = None) -> torch.device:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"device {name!r} asked for, but this machine has no CUDA device")
         return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(default_device())
 
 
 def transform_of(config: dict) -> tuple[v2.Compose, str]:
@@ -140,6 +140,11 @@ class ExtractOptions:
     def resolved_precision(self) -> Precision:
         """`precision` resolved for the device extraction runs on."""
         return resolve(self.precision, pick_device(self.device))
+
+
+def precision_of(options: ExtractOptions | None) -> str:
+    """The precision a record names for an extraction with `options` (default options when None)."""
+    return (options or ExtractOptions()).resolved_precision().name
 
 
 @dataclass

@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from rils_bench.errors import UserError
 from rils_bench.eval.datasets import ClassificationSet
-from rils_bench.eval.features import ExtractOptions, transform_of
+from rils_bench.eval.features import ExtractOptions, precision_of, transform_of
 from rils_bench.eval.linear import C_GRID, LOGREG, MAX_ITER, best_c, fit_logistic, held_out_scores
 from rils_bench.eval.metrics import log_stderr, top1
 from rils_bench.eval.probe import open_probe
@@ -135,7 +135,7 @@ def run_fewshot(
     union = np.unique(np.concatenate(list(samples.values())))  # only these train images are embedded
     xtr, xte = probe.extract(feature=feature, options=options, train_indices=union)
 
-    precision = (options or ExtractOptions()).resolved_precision().name
+    precision = precision_of(options)
     out = []
     for k in shots:
         trials = []

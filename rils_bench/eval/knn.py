@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from rils_bench.errors import UserError
-from rils_bench.eval.features import ExtractOptions
+from rils_bench.eval.features import ExtractOptions, precision_of
 from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config
 from rils_bench.eval.probe import open_probe
 from rils_bench.report.record import make_record, write_record
@@ -78,7 +78,7 @@ def run_knn(
     log(f"knn: k={k}, T={temperature:g}: top-1 {metrics['top1']:.2f}% on {len(val)} val images")
     record = make_record(
         checkpoint=info,
-        precision=(options or ExtractOptions()).resolved_precision().name,
+        precision=precision_of(options),
         task="knn",
         dataset=data.name,
         split="val",

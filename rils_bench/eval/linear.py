@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from rils_bench.errors import UserError
-from rils_bench.eval.features import ExtractOptions, pick_device
+from rils_bench.eval.features import ExtractOptions, pick_device, precision_of
 from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config, top1
 from rils_bench.eval.probe import open_probe
 from rils_bench.report.record import make_record, write_record
@@ -204,7 +204,7 @@ def run_linear(
     metrics = accuracy_metrics(scores_va, val.labels)
     record = make_record(
         checkpoint=info,
-        precision=(options or ExtractOptions()).resolved_precision().name,
+        precision=precision_of(options),
         task="linear",
         dataset=data.name,
         split="val",

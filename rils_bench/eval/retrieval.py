@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from rils_bench.eval.datasets import PairSet, resolve_retrieval
-from rils_bench.eval.features import ExtractOptions, embed_texts, extract_features, transform_of
+from rils_bench.eval.features import ExtractOptions, embed_texts, extract_features, precision_of, transform_of
 from rils_bench.eval.metrics import log_stderr, require_text_tower
 from rils_bench.models.pretrained import PretrainedInfo, load_pretrained
 from rils_bench.models.registry import ImageTextEncoder
@@ -83,7 +83,7 @@ def run_retrieval(
         out.append(
             make_record(
                 checkpoint=info,
-                precision=(options or ExtractOptions()).resolved_precision().name,
+                precision=precision_of(options),
                 task="retrieval",
                 dataset=pairs.name,
                 split="pairs",

@@ -21,7 +21,7 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGE
 from rils_bench.data.builtin.imagetext_set import EMOJI_CATEGORY_PHRASES, class_name_for_caption
 from rils_bench.errors import UserError
 from rils_bench.eval.datasets import resolve_classification
-from rils_bench.eval.features import ExtractOptions, embed_texts, extract_features, transform_of
+from rils_bench.eval.features import ExtractOptions, embed_texts, extract_features, precision_of, transform_of
 from rils_bench.eval.metrics import accuracy_metrics, log_stderr, require_text_tower
 from rils_bench.models.pretrained import load_pretrained
 from rils_bench.models.registry import ImageTextEncoder
@@ -109,7 +109,7 @@ def run_zeroshot(
     log(f"zero-shot ({template_name} templates): top-1 {metrics['top1']:.2f}% on {len(val)} val images")
     record = make_record(
         checkpoint=info,
-        precision=(options or ExtractOptions()).resolved_precision().name,
+        precision=precision_of(options),
         task="zeroshot",
         dataset=data.name,
         split="val",

@@ -178,13 +178,11 @@ class SemMIM(nn.Module):
         return self.teacher.module["visual"].forward_features(images)
 
     @torch.no_grad()
-    def masking_noise(
-        self, teacher_tokens: torch.Tensor, text_emb: torch.Tensor, uniform: torch.Tensor
-    ) -> torch.Tensor:
-        """Shuffle noise `[B, L]` for `random_masking`: text-guided (Gumbel-top-k of the relevance) or `uniform`."""
+    def masking_noise(self, relevance: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        """Shuffle noise `[B, L]` for `random_masking`: text-guided (Gumbel-top-k of `relevance`) or `uniform`."""
         if not self.text_guided_masking:
             return uniform
-        return gumbel_topk_noise(self.relevance(teacher_tokens, text_emb), uniform, self.mask_temperature)
+        return gumbel_topk_noise(relevance, uniform, self.mask_temperature)
 
     @torch.no_grad()
     def relevance(self, teacher_tokens: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
@@ -253,15 +251,13 @@ class SemMIM(nn.Module):
         text_emb, text, padding = self.forward_text(text_tokens)  # [B, E], [B, T, Wt], [B, T]
         if mask_noise is None:
             mask_noise = torch.rand(images.shape[0], self.encoder.visual.num_patches, device=images.device)
-        noise = self.masking_noise(teacher_tokens, text_emb, mask_noise)
+        relevance = self.relevance(teacher_tokens, text_emb)  # [B, L], no gradient
+        noise = self.masking_noise(relevance, mask_noise)
         latent, mask, ids_restore = self.encoder.visual.forward_encoder(images, self.mask_ratio, noise=noise)
         pred = self.forward_decoder(latent, ids_restore, text, padding)  # [B, L, D]
         full = self.encoder.forward_features(images)  # [B, 1+L, D]
         teacher_global, teacher_patches = self.forward_targets(teacher_tokens, text, padding)
         out = self.forward_loss(full, latent[:, 0], pred, mask, text_emb, teacher_global, teacher_patches)
-        with torch.no_grad():
-            relevance = self.relevance(teacher_tokens, text_emb)
-            out["mask_relevance"] = (relevance * mask).sum() / mask.sum() - (relevance * (1 - mask)).sum() / (
-                1 - mask
-            ).sum()
+        visible = 1 - mask
+        out["mask_relevance"] = (relevance * mask).sum() / mask.sum() - (relevance * visible).sum() / visible.sum()
         return out

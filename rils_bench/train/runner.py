@@ -173,10 +173,7 @@ def finalize_precision(cfg: Config, device: str | None = None) -> None:
     """Resolve `cfg.precision` (`auto`, fp32, bf16, fp16; default auto) for the device mmengine will train on and
     set the optimizer wrapper to match (`rils_bench.amp`). The resolved name lands in `cfg.resolved_precision`,
     which the exported checkpoint carries."""
-    import torch
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = precision.resolve(cfg.get("precision", "auto"), device)
+    resolved = precision.resolve(cfg.get("precision", "auto"), device or precision.default_device())
     apply_precision(cfg.optim_wrapper, resolved)
     cfg.resolved_precision = resolved.name
     cfg.precision_reason = resolved.reason
