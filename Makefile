@@ -16,11 +16,12 @@ export HF_HUB_OFFLINE := 1
 # `make pretrain METHOD=semmim` (rils, clip, mae, mae_clip, semmim) picks that method's tiny built-in config.
 METHOD          ?= rils
 PRETRAIN_CONFIG ?= configs/pretrain/$(subst _,-,$(METHOD))_vit-tiny-p8_builtin.py
+STUDY_CONFIG    ?= configs/study/default.py
 
-.PHONY: help setup data pretrain tables eval-coco eval-ade test lint format clean
+.PHONY: help setup data pretrain study study-dense study-quick tables eval-coco eval-ade test lint format clean
 
 help:  ## list every target with a one-line description
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 setup: $(STAMP)  ## create .venv: torch, mmcv built with ops (cached wheel), the stack and rils-bench (editable)
 
@@ -40,6 +41,15 @@ data: setup  ## prepare every built-in dataset (sha256-verified downloads) under
 
 pretrain: setup  ## pre-train ViT-tiny on the built-in pairs [METHOD=rils|clip|mae|mae_clip|semmim] (CPU, <15 min)
 	$(VENV)/bin/rils-bench pretrain $(PRETRAIN_CONFIG) $(if $(WORK_DIR),--work-dir $(WORK_DIR))
+
+study: setup  ## the comparison study: pre-train every method x 2 seeds, evaluate them and the floors, tables (resumable)
+	$(VENV)/bin/rils-bench study $(STUDY_CONFIG)
+
+study-dense: setup  ## the study's dense stage: coco + ade fine-tuning of every study checkpoint, then the tables
+	$(VENV)/bin/rils-bench study $(STUDY_CONFIG) --stages dense,tables
+
+study-quick: setup  ## every study stage and method at the smallest size, results under ~/.cache (what CI runs)
+	$(VENV)/bin/rils-bench study $(STUDY_CONFIG) --quick --dense
 
 eval-coco: setup  ## fine-tune + evaluate Mask R-CNN from CKPT= (path or random:<arch>) [CONFIG=] [DATA_ROOT=]; writes a record
 	@test -n "$(CKPT)" || { echo "usage: make eval-coco CKPT=path/to/pretrained.pth [CONFIG=...] [DATA_ROOT=...]" >&2; exit 2; }

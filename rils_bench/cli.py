@@ -11,6 +11,7 @@ from rils_bench.adapters.commands import add_commands as add_dense_commands
 from rils_bench.errors import UserError
 from rils_bench.eval.commands import add_commands as add_eval_commands
 from rils_bench.precision import PRECISIONS
+from rils_bench.study.commands import add_commands as add_study_commands
 
 
 def _cmd_env(_: argparse.Namespace) -> int:
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pretrain_command(sub)
     add_eval_commands(sub)
     add_dense_commands(sub)
+    add_study_commands(sub)
     return parser
 
 

@@ -16,7 +16,7 @@ import torch
 
 from rils_bench.errors import UserError
 from rils_bench.eval.features import ExtractOptions, precision_of
-from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config
+from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config, train_cap
 from rils_bench.eval.probe import open_probe
 from rils_bench.report.record import make_record, write_record
 
@@ -55,6 +55,7 @@ def run_knn(
     feature: str | None = None,
     k: int = K,
     temperature: float = TEMPERATURE,
+    train_per_class: int | None = None,
     arch: str | None = None,
     options: ExtractOptions | None = None,
     records: Path | None = None,
@@ -62,6 +63,9 @@ def run_knn(
     log: Callable[[str], None] = log_stderr,
 ) -> dict[str, Any]:
     """kNN evaluation of `ckpt` on `dataset` (train as the memory bank, val as queries); returns the record.
+
+    `train_per_class` keeps at most that many train images per class in the memory bank (drawn with seed 0); the
+    setting, and so the record key, names the cap.
 
     Raises:
         UserError: bad dataset or checkpoint, k < 1 or T <= 0.
@@ -71,9 +75,11 @@ def run_knn(
     probe = open_probe(ckpt=ckpt, dataset=dataset, arch=arch)
     feature = probe.resolve_feature(feature)
     encoder, info, data, train, val = probe.encoder, probe.info, probe.data, probe.train, probe.val
-    xtr, xva = probe.extract(feature=feature, options=options)
+    subset = probe.train_subset(train_per_class)
+    ytr = train.labels if subset is None else train.labels[subset]
+    xtr, xva = probe.extract(feature=feature, options=options, train_indices=subset)
     n_classes = len(data.classnames)
-    scores = knn_scores(xtr, train.labels, xva, n_classes, k=k, temperature=temperature)
+    scores = knn_scores(xtr, ytr, xva, n_classes, k=k, temperature=temperature)
     metrics = accuracy_metrics(scores, val.labels)
     log(f"knn: k={k}, T={temperature:g}: top-1 {metrics['top1']:.2f}% on {len(val)} val images")
     record = make_record(
@@ -82,11 +88,11 @@ def run_knn(
         task="knn",
         dataset=data.name,
         split="val",
-        setting=f"k={k},T={temperature:g},{feature}",
+        setting=f"k={k},T={temperature:g},{feature}" + train_cap(train_per_class),
         metrics=metrics,
         dataset_sha256=data.sha256,
         hyperparameters={"k": k, "temperature": temperature, "selection": "fixed (DINO's defaults), not tuned"},
-        config=probe_config(data, train, val, feature, encoder.config),
+        config={**probe_config(data, train, val, feature, encoder.config), "n_train": len(ytr)},
     )
     if write:
         write_record(record, records)

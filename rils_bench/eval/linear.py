@@ -24,7 +24,7 @@ from torch import nn
 
 from rils_bench.errors import UserError
 from rils_bench.eval.features import ExtractOptions, pick_device, precision_of
-from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config, top1
+from rils_bench.eval.metrics import accuracy_metrics, log_stderr, probe_config, top1, train_cap
 from rils_bench.eval.probe import open_probe
 from rils_bench.report.record import make_record, write_record
 
@@ -167,6 +167,7 @@ def run_linear(
     lr_grid: Sequence[float] = LR_GRID,
     epochs: int = 30,
     seed: int = 0,
+    train_per_class: int | None = None,
     arch: str | None = None,
     options: ExtractOptions | None = None,
     records: Path | None = None,
@@ -174,6 +175,9 @@ def run_linear(
     log: Callable[[str], None] = log_stderr,
 ) -> dict[str, Any]:
     """Linear probe of `ckpt` on `dataset` (train -> val); returns the record (written unless `write=False`).
+
+    `train_per_class` fits on at most that many train images per class (drawn with `seed`) instead of all of
+    train; the setting, and so the record key, names the cap.
 
     Raises:
         UserError: bad dataset or checkpoint, an unknown classifier, or a class too small to hold out.
@@ -183,21 +187,24 @@ def run_linear(
     probe = open_probe(ckpt=ckpt, dataset=dataset, arch=arch)
     feature = probe.resolve_feature(feature)
     encoder, info, data, train, val = probe.encoder, probe.info, probe.data, probe.train, probe.val
-    holdout_split(train.labels)  # fail on a too-small class before any feature is computed
-    xtr, xva = probe.extract(feature=feature, options=options)
+    subset = probe.train_subset(train_per_class, seed)
+    ytr = train.labels if subset is None else train.labels[subset]
+    holdout_split(ytr)  # fail on a too-small class before any feature is computed
+    xtr, xva = probe.extract(feature=feature, options=options, train_indices=subset)
     n_classes = len(data.classnames)
-    how = f"chosen on a stratified held-out {HOLDOUT:.0%} of train (seed {seed}), then refit on all of train"
+    fitted = "all of train" if subset is None else f"{len(ytr)} train images (<= {train_per_class} per class)"
+    how = f"chosen on a stratified held-out {HOLDOUT:.0%} of {fitted} (seed {seed}), then refit on {fitted}"
     if classifier == "logreg":
-        best, scores = select_c_holdout(xtr, train.labels, c_grid, seed=seed)
-        clf = fit_logistic(xtr, train.labels, best)
+        best, scores = select_c_holdout(xtr, ytr, c_grid, seed=seed)
+        clf = fit_logistic(xtr, ytr, best)
         scores_va = clf.predict_proba(xva)  # [N, C]
         hyper = {"C": best, "C_selection": how, "C_grid": list(c_grid), "holdout_top1": scores, "max_iter": MAX_ITER}
         hyper["final_fit_iterations"] = int(np.max(clf.n_iter_))  # == max_iter: stopped, not converged
         log(f"linear: C={best:g} {how}; held-out top-1 {scores[repr(best)]:.2f}%")
     else:
         train_args = dict(epochs=epochs, device=options.device if options else None)
-        best, scores = select_lr_holdout(xtr, train.labels, n_classes, lr_grid, seed=seed, **train_args)
-        predict = train_sgd_head(xtr, train.labels, n_classes, lr=best, seed=seed, **train_args)
+        best, scores = select_lr_holdout(xtr, ytr, n_classes, lr_grid, seed=seed, **train_args)
+        predict = train_sgd_head(xtr, ytr, n_classes, lr=best, seed=seed, **train_args)
         scores_va = predict(xva)
         hyper = {"lr": best, "lr_selection": how, "lr_grid": list(lr_grid), "holdout_top1": scores, "epochs": epochs}
         log(f"linear (sgd): lr={best:g} {how}; held-out top-1 {scores[repr(best)]:.2f}%")
@@ -208,7 +215,8 @@ def run_linear(
         task="linear",
         dataset=data.name,
         split="val",
-        setting=f"{classifier},{feature}" if classifier == "logreg" else f"{classifier},epochs={epochs},{feature}",
+        setting=(f"{classifier},{feature}" if classifier == "logreg" else f"{classifier},epochs={epochs},{feature}")
+        + train_cap(train_per_class),
         metrics=metrics,
         dataset_sha256=data.sha256,
         seeds=[seed],
@@ -216,6 +224,7 @@ def run_linear(
         config={
             "classifier": LOGREG if classifier == "logreg" else "SGD linear head (standardised features)",
             **probe_config(data, train, val, feature, encoder.config),
+            "n_train": len(ytr),
         },
     )
     if write:

@@ -53,6 +53,11 @@ def probe_config(data: Any, train: Any, val: Any, feature: str, encoder_config: 
     }
 
 
+def train_cap(train_per_class: int | None) -> str:
+    """The part of a probe's setting that names a per-class cap on train (empty for all of train: old keys hold)."""
+    return "" if train_per_class is None else f",train<={train_per_class}/class"
+
+
 def require_text_tower(encoder: ImageTextEncoder, info: PretrainedInfo, task: str) -> None:
     """Raise `UserError` when the encoder is image-only (MAE, a timm ViT): `task` needs a text tower."""
     if encoder.text is None:

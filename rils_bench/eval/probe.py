@@ -38,6 +38,19 @@ class Probe:
             raise UserError(f"--feature embed: {self.info.spec} is image-only (no joint embedding); use gap or cls")
         return feature
 
+    def train_subset(self, per_class: int | None, seed: int = 0) -> np.ndarray | None:
+        """Sorted indices of at most `per_class` train images of every class (all of a smaller class), drawn with
+        `seed`; None (all of train) when `per_class` is None. A cheaper linear probe or kNN memory bank on a large
+        set; the record's setting names the cap."""
+        if per_class is None:
+            return None
+        if per_class < 1:
+            raise UserError(f"train_per_class must be a positive integer, got {per_class}")
+        rng = np.random.default_rng(seed)
+        labels = self.train.labels
+        chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
+        return np.sort(np.concatenate(chosen))
+
     def extract(
         self, *, feature: str, options: ExtractOptions | None = None, train_indices: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,8 @@ Accepted:
   (`rils_bench.models.foreign`): open_clip CLIP models with their text tower, any timm ViT variant.
 - `rils-official:<file>`, or a tensor-only file in that layout: the RILS authors' checkpoints
   (`rils_bench.models.rils_official`), image and text tower.
+- `pixels` / `pixels:<size>`: no encoder at all, the resized, normalised image as the feature
+  (`rils_bench.models.pixels`), the floor beside `random:<arch>`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from rils_bench.checkpoint import (
 )
 from rils_bench.fileio import sha256_of
 from rils_bench.models.foreign import load_foreign, parse_foreign_spec
+from rils_bench.models.pixels import PixelEncoder, parse_pixels_spec
 from rils_bench.models.registry import ImageTextEncoder, get_model_config, list_models, resolve_config
 from rils_bench.models.rils_official import is_official_layout, read_official, to_encoder_state
 
@@ -68,6 +71,14 @@ def load_pretrained(
             image encoder, an unknown architecture, or weights that do not match the architecture.
     """
     spec = str(spec)
+    try:
+        pixels = parse_pixels_spec(spec)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
+    if pixels is not None:
+        encoder = PixelEncoder(pixels)
+        meta = {"model_config": encoder.config}
+        return encoder.eval(), PretrainedInfo(spec, "pixels", "pixels", encoder.config["name"], None, meta=meta)
     foreign = parse_foreign_spec(spec)
     if foreign is not None:
         source, name, path = foreign

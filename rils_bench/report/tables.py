@@ -10,6 +10,7 @@ pivoted for reading, numbers rounded to two decimals. Every row names its checkp
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,14 @@ from rils_bench.errors import UserError
 from rils_bench.fileio import atomic_write
 from rils_bench.report import plots
 from rils_bench.report.record import read_records, records_dir
+from rils_bench.report.runs import curves_by_method, read_runs
+from rils_bench.report.study import values_by_checkpoint
+from rils_bench.report.summary_page import commands, detail_markdown, lead, summary_frame
 
 ROW = ["method", "arch", "text", "steps", "checkpoint", "precision"]  # an encoder (and how it was run), every table
 CLASSIFICATION_TASKS = ("linear", "zeroshot", "knn")
 DENSE_TASKS = ("coco", "ade")
+IN_DOMAIN = ("fashion-mnist", "animal-mnist")  # built-in sets whose images are in the pre-training pairs
 DENSE_ORDER = ("bbox_mAP", "segm_mAP", "AP50", "AP75", "APs", "APm", "APl", "mIoU", "mAcc", "aAcc")
 
 
@@ -187,12 +192,30 @@ def build_tables(*, records: Path | None = None, out: Path = Path("results")) ->
         "retrieval": (ret, per_dataset("Retrieval (%)", RETRIEVAL_NOTE, ret, lambda f: metric_columns(f, ret_metrics))),
         "dense": (dense, per_dataset("Dense transfer", DENSE_NOTE, dense, lambda f: metric_columns(f, dense_metrics))),
     }
+    values, state = values_by_checkpoint(every), study_state(out, every)
+    retrieval = sorted({r["dataset"] for r in every if r["task"] == "retrieval"})
     written = []
     for name, (frame, page) in pages.items():
         written += [_write_csv(out / f"{name}.csv", frame), _write_text(out / f"{name}.md", page)]
-    written.append(plots.fewshot_plot(few, out / "fewshot.png"))
-    written.append(_write_text(out / "README.md", readme(every)))
+    written.append(_write_csv(out / "summary.csv", summary_frame(values, state["datasets"], retrieval)))
+    written.append(_write_text(out / "study.md", detail_markdown(values, state["datasets"])))
+    written.append(plots.fewshot_plot(values, out / "fewshot.png"))
+    runs = read_runs(out / "runs")
+    if runs:
+        written.append(plots.pretrain_curves_plot(curves_by_method(runs), out / "pretrain_curves.png"))
+    written.append(_write_text(out / "README.md", readme(every, lead(values, state, retrieval), state, bool(runs))))
     return written
+
+
+def study_state(out: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """`out/study.json` (written by `rils-bench study`: budget, sets, machine, seconds per unit), or what the
+    records say when there is none: the few-shot sets, all of them in-domain candidates."""
+    path = out / "study.json"
+    state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    fewshot_sets = sorted({r["dataset"] for r in records if r["task"] == "fewshot"})
+    state.setdefault("datasets", fewshot_sets)
+    state.setdefault("in_domain", [d for d in fewshot_sets if d in IN_DOMAIN])
+    return state
 
 
 FEWSHOT_NOTE = (
@@ -208,19 +231,46 @@ RETRIEVAL_NOTE = "Recall@k of the paired caption (image -> text, i2t) or image (
 DENSE_NOTE = "Fine-tuned with mmdet (coco: box / mask mAP) and mmseg (ade: mIoU, mAcc, aAcc) on the built-in sets."
 
 
-def readme(records: Sequence[dict[str, Any]]) -> str:
-    """`results/README.md`: what each table measures, how it was produced, and which records and code it used."""
+def readme(records: Sequence[dict[str, Any]], summary: str, state: dict[str, Any], curves: bool) -> str:
+    """`results/README.md`: the summary first, then the detail tables and plots, how to regenerate them (on what
+    machine, in how long), what each table measures, and which records and code it used."""
     encoders = ({k: v for k, v in checkpoint_columns(r).items() if k != "precision"} for r in records)
     checkpoints = sorted({tuple(e.values()) for e in encoders}, key=str)
     shas = ", ".join(f"`{s}`" for s in sorted({r.get("git_sha", "unknown") for r in records})) or "(none)"
-    lines = [README_HEAD, f"Built from {len(records)} record(s) under `results/records/`, by code at git {shas}.", ""]
-    lines.append("Checkpoints (method, architecture, pre-training steps, id):")
+    lines = [summary, DETAIL_HEAD + ("`pretrain_curves.png` (loss terms against images seen, one line per method).\n"
+             if curves else "\n"), regenerate(state), PROTOCOLS]  # fmt: skip
+    lines += [f"Built from {len(records)} record(s) under `results/records/`, by code at git {shas}.", ""]
+    lines.append("Checkpoints (method, architecture, text tower, pre-training steps, id):")
     lines += [f"- {m}, {a}, text tower {t}, {s} steps: `{c}`" for m, a, t, s, c in checkpoints] or ["- (none yet)"]
     return "\n".join(lines) + "\n"
 
 
-README_HEAD = """\
-# Results
+def regenerate(state: dict[str, Any]) -> str:
+    """How the study's records were made: the command, the machine and the compute time per stage."""
+    seconds = state.get("seconds") or {}
+    if not seconds:
+        return "## How to regenerate\n\nRerun the evaluations that wrote `records/`, then `make tables`.\n"
+    spent = ", ".join(f"{stage} {sum(units.values()) / 60:.0f} min" for stage, units in sorted(seconds.items()))
+    return (
+        "## How to regenerate\n\n"
+        f"{commands(state)} (resumable: it skips every run and evaluation already recorded; "
+        "`--force` redoes them), then `make tables` rebuilds these files from `records/` and `runs/`. "
+        f"Compute time of the recorded runs: {spent}, on {state.get('machine', 'an unrecorded machine')} "
+        "(`study.json` has the seconds per run and checkpoint).\n"
+    )
+
+
+DETAIL_HEAD = """\
+## Detail
+
+`study.md`: the summary's aggregation per classification set, retrieval subset and dense set (`summary.csv`: the
+summary's full values). `fewshot.png`: few-shot top-1 against k, one line per method, error bars = std over
+pre-training x probe seeds. Per checkpoint: `fewshot.md`, `classification.md`, `retrieval.md`, `dense.md` (and their
+CSVs). """
+
+
+PROTOCOLS = """\
+## What each table measures
 
 Everything here is generated by `rils-bench table` (`make tables`) from the JSON records in `records/`, one
 per (checkpoint, task, dataset, setting), each written by an evaluation command. Do not edit these files: rerun
@@ -238,7 +288,7 @@ CPU with native bf16 or a GPU, fp32 otherwise; records from before the option ex
 ## `fewshot.md`, `fewshot.csv`, `fewshot.png`
 
 Top-1 (%) on the full val split with k = 1, 2, 4, ... training images per class, mean ± sample standard
-deviation over seeds; the plot shows accuracy against k, one line per checkpoint, error bars = std.
+deviation over seeds (`fewshot.png` pools them per method).
 Produced by `rils-bench fewshot --ckpt CKPT --dataset NAME --shots 1,2,4 --seeds 5`: per seed, exactly k images of
 every class sampled from train, an L2-regularised multinomial logistic regression (scikit-learn, L-BFGS) whose C
 is chosen by stratified cross-validation inside the k-shot set (min(k, 5) folds; C = 1 fixed at k = 1, where

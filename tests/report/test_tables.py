@@ -79,7 +79,9 @@ def test_tables_have_the_right_shape_and_cells(records, tmp_path):
     assert {p.name for p in written} == {f"{n}.{e}" for n in names for e in ("md", "csv")} | {
         "fewshot.png",
         "README.md",
-    }
+        "study.md",
+        "summary.csv",
+    }  # pretrain_curves.png only with run files (tests/report/test_study_summary.py)
 
     md = (out / "fewshot.md").read_text()
     table = [line for line in md.splitlines() if line.startswith("|")]

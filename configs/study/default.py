@@ -1,0 +1,60 @@
+# The comparison study (`make study`, `rils-bench study configs/study/default.py`): every method pre-trained on the
+# built-in image-text pairs at the same budget, then every classification evaluation, then the tables.
+# The budget is stated here once; the study derives each run's settings from it (rils_bench/study/plan.py):
+# steps = images_seen / batch_size, the same encoder, input size, data order (the sampler's seed) and seeds for every
+# method, precision `auto` (bf16 on a CPU with native bf16).
+
+# method -> its tiny built-in pre-training config (method recipe, loss weights, text tower). Add a row to add a method.
+methods = {
+    "rils": "configs/pretrain/rils_vit-tiny-p8_builtin.py",
+    "clip": "configs/pretrain/clip_vit-tiny-p8_builtin.py",
+    "mae": "configs/pretrain/mae_vit-tiny-p8_builtin.py",
+    "mae_clip": "configs/pretrain/mae-clip_vit-tiny-p8_builtin.py",
+    "semmim": "configs/pretrain/semmim_vit-tiny-p8_builtin.py",
+}
+arch = "rils_vit_tiny_patch8"
+image_size = 64
+batch_size = 64
+images_seen = 22_400  # 350 steps of 64 (~2 epochs of the 11,268 pairs): five methods x two seeds fit the 2 h limit
+seeds = [0, 1]  # pre-training seeds: initialisation, data order, masks
+precision = "auto"
+
+# The floors every trained method is compared with: a randomly initialised encoder of the same size, and the
+# resized, normalised image itself (`pixels:<side>`; probes that take features only).
+floors = ["random:rils_vit_tiny_patch8", "pixels:32"]
+
+evaluation = dict(
+    datasets=["fashion-mnist", "animal-mnist", "emoji-styles"],
+    in_domain=["fashion-mnist", "animal-mnist"],  # their images are in the pre-training pairs
+    shots=[1, 2, 4, 8, 16],
+    probe_seeds=5,
+    # Linear probe and kNN memory bank on at most this many train images per class (fashion-mnist has 6,000): the
+    # full 60k-image train split would take ~3 min of feature extraction per checkpoint.
+    train_per_class=1000,
+    retrieval="retrieval",  # built-in held-out pairs (emoji, tuxpaint); methods with a text tower only
+    batch_size=256,
+)
+
+# `--dense` / `make study-dense`: Mask R-CNN (pastecoco) and UperNet (pasteade) fine-tuning with the tiny dense
+# configs (rils-bench dense; `max_iters` None = their own schedules) of the checkpoints of pre-training seed 0 and the
+# random floor: ~15 min per checkpoint for both tasks on 2 cores, so 6 checkpoints fit the 2 h limit, 11 would not.
+dense = dict(tasks=["coco", "ade"], max_iters=None, seeds=[0])
+
+# Pre-training work dirs (checkpoints, logs) live outside the repo; results/ gets the records, the run files
+# (checkpoint hash, settings, loss curves) and the tables.
+work_dir = "~/.cache/rils_bench/study/default"
+results = "results"
+
+# `--quick`: every stage, every method and floor, on the real path at the smallest size (CI): 3 pre-training steps
+# on the built-in pairs, then the probes and the dense fine-tuning on the drawn `shapes` set (16 val images; coco and
+# ade layouts). Replaces the keys it names.
+quick = dict(
+    images_seen=48,  # 3 steps of 16
+    batch_size=16,
+    evaluation=dict(
+        datasets=["shapes"], in_domain=["shapes"], shots=[1, 2], probe_seeds=2, train_per_class=4, retrieval="shapes"
+    ),
+    dense=dict(max_iters=2, data_roots=dict(coco="shapes/coco", ade="shapes/ade")),
+    work_dir="~/.cache/rils_bench/study/default-quick",
+    results="~/.cache/rils_bench/study/default-quick/results",
+)
