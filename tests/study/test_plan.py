@@ -17,14 +17,14 @@ def test_default_study_derives_every_run_from_one_budget():
     study = load_study(DEFAULT, root=ROOT)
     methods = {"rils", "clip", "mae", "mae_clip", "semmim"}
     assert {r.method for r in study.runs} == methods and len(study.runs) == 2 * len(methods)
-    assert study.budget["steps"] == study.budget["images_seen"] // study.budget["batch_size"] == 500
+    assert study.budget["steps"] == study.budget["images_seen"] // study.budget["batch_size"] == 350
     for run in study.runs:
         assert run.config.is_file() and run.work_dir.name == f"{run.method}-seed{run.seed}"
         assert run.cfg_options == {
             "model.arch": "rils_vit_tiny_patch8",
             "train_dataloader.batch_size": 64,
             "train_dataloader.dataset.image_size": 64,
-            "train_cfg.max_iters": 500,
+            "train_cfg.max_iters": 350,
             "randomness.seed": run.seed,
             "precision": "auto",
             "default_hooks.logger.interval": 10,
