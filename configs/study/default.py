@@ -15,7 +15,8 @@ methods = {
 arch = "rils_vit_tiny_patch8"
 image_size = 64
 batch_size = 64
-images_seen = 22_400  # 350 steps of 64 (~2 epochs of the 11,268 pairs), as `make pretrain`: what fits the 2 h limit here
+# 350 steps of 64 (~2 epochs of the 11,268 pairs), as `make pretrain`: what fits the 2 h limit on the 2-core machine.
+images_seen = 22_400
 seeds = [0, 1]  # pre-training seeds: initialisation, data order, masks
 precision = "auto"
 
