@@ -54,7 +54,7 @@ def group_of(record: dict[str, Any]) -> str:
     """The row a record pools into: the method, plus its text tower when it is not the CLIP one trained with it."""
     ckpt = record["checkpoint"]
     text = ckpt.get("text", "clip")
-    method = "pixels" if ckpt["method"] == "pixels" else ckpt["method"]
+    method = ckpt["method"]
     return method + ("" if text in ("clip", "none") or method in FLOOR_METHODS else f" [{text}]")
 
 

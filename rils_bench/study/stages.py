@@ -28,6 +28,7 @@ from rils_bench.errors import UserError
 from rils_bench.fileio import atomic_write, sha256_of
 from rils_bench.report.record import read_records
 from rils_bench.report.runs import RUN_SCHEMA, read_curves
+from rils_bench.report.study import checkpoint_id
 from rils_bench.study.plan import Run, Study
 
 Log = Callable[[str], None]
@@ -191,7 +192,7 @@ def eval_stage(study: Study, *, force: bool = False, log: Log = say) -> None:
 class Unit:
     """One evaluation call: what `recorded` keys it fills, and how to run it."""
 
-    key: tuple  # (ident, task, dataset, setting): a unit of several records (few-shot k's) is keyed by its last
+    key: tuple  # (ident, task, dataset, setting, seeds); a few-shot unit is keyed by its largest k, written last
     describe: str
     run: Callable[..., Any]
     needs_text: bool = False
@@ -260,7 +261,7 @@ def recorded(root: Path, precision: str) -> set[tuple]:
     for r in read_records(root, log=quiet) if root.is_dir() else []:
         if r.get("precision", "fp32") != precision:
             continue
-        ident = r["checkpoint"].get("sha256") or r["checkpoint"]["spec"]
+        ident = checkpoint_id(r)
         if r["task"] == "retrieval":
             keys.add((ident, "retrieval", "*", "", ()))
         else:
@@ -292,10 +293,8 @@ def dense_stage(study: Study, *, force: bool = False, log: Log = say) -> None:
     from rils_bench.adapters.finetune import run_dense
 
     tasks = list(study.dense.get("tasks", ["coco", "ade"]))
-    done = set() if force else {
-        (r["checkpoint"].get("sha256") or r["checkpoint"]["spec"], r["task"])
-        for r in (read_records(study.records, log=quiet) if study.records.is_dir() else [])
-    }  # fmt: skip
+    records = read_records(study.records, log=quiet) if study.records.is_dir() else []
+    done = set() if force else {(checkpoint_id(r), r["task"]) for r in records}
     seeds = {f"-seed{s}" for s in study.dense.get("seeds", study.budget["seeds"])}
     todo = [e for e in encoders(study) if e.label.endswith(tuple(seeds)) or e.spec.startswith("random:")]
     for i, enc in enumerate(todo, 1):
@@ -340,39 +339,32 @@ def describe_machine() -> str:
 
 
 def note_study(study: Study, command: str) -> None:
-    """Write what the tables need to know of the study into `results/study.json` (kept: the seconds spent)."""
-
-    def remember(state: dict[str, Any]) -> None:  # several study configs may fill one results/ (default, minilm)
-        if command not in state.setdefault("commands", []):
-            state["commands"].append(command)
-
-    _update_state(
-        study,
-        _then=remember,
+    """Write what the tables need to know of the study into `results/study.json` (kept: the seconds spent, and the
+    commands of other study configs that filled the same results, e.g. default then minilm)."""
+    state = read_state(study)
+    if command not in state.setdefault("commands", []):
+        state["commands"].append(command)
+    state.update(
         budget=study.budget,
         datasets=list(study.evaluation["datasets"]),
         in_domain=list(study.evaluation.get("in_domain", [])),
         floors=study.floors,
     )
+    write_json(study.results / "study.json", state)
 
 
 def add_time(study: Study, stage: str, unit: str, seconds: float) -> None:
     """Add `seconds` of work to `results/study.json` (per stage and unit; a resumed unit adds up), with the machine."""
+    state = read_state(study)
+    times = state.setdefault("seconds", {}).setdefault(stage, {})
+    times[unit] = round(times.get(unit, 0.0) + seconds, 1)
+    state["machine"] = describe_machine()
+    write_json(study.results / "study.json", state)
 
-    def add(state: dict[str, Any]) -> None:
-        times = state.setdefault("seconds", {}).setdefault(stage, {})
-        times[unit] = round(times.get(unit, 0.0) + seconds, 1)
 
-    _update_state(study, machine=describe_machine(), _then=add)
-
-
-def _update_state(target: Study, _then: Callable[[dict[str, Any]], None] | None = None, **fields: Any) -> None:
-    path = target.results / "study.json"
-    state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    state.update(fields)
-    if _then is not None:
-        _then(state)
-    write_json(path, state)
+def read_state(study: Study) -> dict[str, Any]:
+    path = study.results / "study.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
