@@ -2,7 +2,8 @@
 
 Accepted:
 - an exported rils-bench checkpoint (`rils_bench.checkpoint`, written at the end of pre-training);
-- `random:<arch>`: a randomly initialised encoder of a registered size, the floor every method must beat;
+- `random:<arch>[@<px>]`: a randomly initialised encoder of a registered size (at input side `<px>` instead of the
+  size's own, to match checkpoints pre-trained at another input size), the floor every method must beat;
 - a timm ViT state dict (`torch.save(timm_vit.state_dict(), path)`, optionally under a `model` or `state_dict`
   key): image-only, its size inferred from the tensor shapes (heads = width / 64, timm's convention) unless `arch`
   names a registered size. MAE's released pre-training checkpoints (`{"model": encoder + decoder}`) are this
@@ -89,11 +90,12 @@ def load_pretrained(
         path = Path(spec.removeprefix("rils-official:")).expanduser()
         return _from_official(spec, path, read_official(path))
     if spec.startswith("random:"):
-        name = spec.removeprefix("random:")
-        _check_arch(name, spec)
+        name, img_size = parse_random_spec(spec)
         torch.manual_seed(seed)
-        encoder = ImageTextEncoder(get_model_config(name))
-        return encoder.eval(), PretrainedInfo(spec, "random", "random", name, None, seed=seed)
+        config = get_model_config(name, **({"img_size": img_size} if img_size else {}))
+        encoder = ImageTextEncoder(config)
+        meta = {"model_config": config}
+        return encoder.eval(), PretrainedInfo(spec, "random", "random", name, None, seed=seed, meta=meta)
 
     payload = read_tensor_file(Path(spec), expected="a rils-bench checkpoint or a timm ViT state dict")
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
@@ -108,6 +110,22 @@ def load_pretrained(
             "'patch_embed.proj.weight' and 'cls_token')"
         )
     return _from_timm(spec, weights, arch)
+
+
+def parse_random_spec(spec: str) -> tuple[str, int | None]:
+    """`random:<arch>[@<px>]` -> `(arch, px or None)`.
+
+    Raises:
+        CheckpointError: an unknown architecture, or a size that is not a positive multiple of the patch size.
+    """
+    name, at, size = spec.removeprefix("random:").partition("@")
+    _check_arch(name, spec)
+    if not at:
+        return name, None
+    patch = get_model_config(name)["patch_size"]
+    if not size.isdigit() or int(size) < patch or int(size) % patch:
+        raise CheckpointError(f"{spec!r}: the input side after '@' must be a positive multiple of the patch ({patch})")
+    return name, int(size)
 
 
 def _check_arch(name: str, spec: str) -> None:

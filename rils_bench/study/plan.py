@@ -105,6 +105,7 @@ def load_study(
         for seed in budget["seeds"]:
             options = {
                 "model.arch": budget["arch"],
+                "model.img_size": budget["image_size"],
                 "train_dataloader.batch_size": batch,
                 "train_dataloader.dataset.image_size": budget["image_size"],
                 "train_cfg.max_iters": budget["steps"],
@@ -114,10 +115,13 @@ def load_study(
                 "default_hooks.logger.interval": max(1, min(10, budget["steps"] // 3)),
             }
             runs.append(Run(method, seed, config, options, work_dir / "pretrain" / f"{method}-seed{seed}"))
+    floors = list(cfg.get("floors", []))
+    for floor in floors:
+        check_floor(floor, budget, path)
     return Study(
         name=path.stem + ("-quick" if quick else ""),
         runs=runs,
-        floors=list(cfg.get("floors", [])),
+        floors=floors,
         evaluation=dict(cfg["evaluation"]),
         dense=dict(cfg.get("dense") or {}),
         work_dir=work_dir,
@@ -125,6 +129,25 @@ def load_study(
         budget=budget,
         source={k: v for k, v in cfg.items() if k != "quick"},
     )
+
+
+def check_floor(spec: str, budget: dict[str, Any], path: Path) -> None:
+    """A `random:` floor must be the study's encoder at the study's input size: one of another size would make
+    every comparison with it unfair without anything failing. Raises `UserError` otherwise."""
+    if not spec.startswith("random:"):
+        return
+    from rils_bench.checkpoint import CheckpointError
+    from rils_bench.models.pretrained import parse_random_spec
+    from rils_bench.models.registry import get_model_config
+
+    try:
+        name, size = parse_random_spec(spec)
+    except CheckpointError as err:
+        raise UserError(f"{path}: floor {err}") from None
+    size = size or get_model_config(name)["img_size"]
+    if (name, size) != (budget["arch"], budget["image_size"]):
+        want = f"random:{budget['arch']}@{budget['image_size']}"
+        raise UserError(f"{path}: floor {spec!r} is not the study's encoder at its input size; write {want!r}")
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

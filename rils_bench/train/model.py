@@ -32,6 +32,8 @@ class PretrainModel(BaseModel):
         method_cfg: keyword arguments of the method (e.g. `mask_ratio`, `detach_prototypes`).
         text: model-config keys that choose the text tower, applied over `arch` (e.g. `text_tower='hf'`,
             `hf_model='minilm'`; see `rils_bench.models.registry`); None keeps the size's own CLIP tower.
+        img_size: input side in pixels, applied over `arch`'s (the position embedding follows the patch grid);
+            None keeps the size's own. The study sets it from its `image_size`, so model and data always agree.
         data_preprocessor: mmengine data preprocessor config (normalisation happens there); default
             `CLIP_PREPROCESSOR`.
 
@@ -45,6 +47,7 @@ class PretrainModel(BaseModel):
         arch: str | dict[str, Any],
         method_cfg: dict[str, Any] | None = None,
         text: dict[str, Any] | None = None,
+        img_size: int | None = None,
         data_preprocessor: dict[str, Any] | None = None,
         init_cfg: dict[str, Any] | None = None,
     ) -> None:
@@ -54,6 +57,8 @@ class PretrainModel(BaseModel):
         self.rank, self.world_size = get_rank(), get_world_size()
         if text:
             arch = {**resolve_config(arch), **text}
+        if img_size:
+            arch = {**resolve_config(arch), "img_size": int(img_size)}
         self.method = build_method(method, arch, rank=self.rank, world_size=self.world_size, **(method_cfg or {}))
         # Masks come from a per-step seed over the *global* batch (see `mask_noise`). Both numbers are buffers, so
         # they are saved in mmengine's checkpoints and a resumed run draws the masks an uninterrupted one would.

@@ -33,6 +33,18 @@ def test_random_is_seeded():
     assert torch.equal(a.visual.blocks[0].attn.qkv.weight, b.visual.blocks[0].attn.qkv.weight)
 
 
+def test_random_at_another_input_size_has_that_patch_grid():
+    encoder, info = load_pretrained("random:rils_vit_test_patch8@16")  # the test size is 32 px, 4 x 4 patches
+    assert info.arch == "rils_vit_test_patch8" and info.meta["model_config"]["img_size"] == 16
+    assert encoder.visual.pos_embed.shape[1] == 1 + 2 * 2  # class token + a 2 x 2 grid
+    assert encoder.forward_features(torch.zeros(1, 3, 16, 16)).shape[1] == 1 + 4
+    same, _ = load_pretrained("random:rils_vit_test_patch8")  # the same draw: only the grid-sized buffer differs
+    assert torch.equal(encoder.visual.blocks[0].attn.qkv.weight, same.visual.blocks[0].attn.qkv.weight)
+    for bad in ("@12", "@0", "@x", "@"):
+        with pytest.raises(CheckpointError, match="multiple of the patch"):
+            load_pretrained(f"random:rils_vit_test_patch8{bad}")
+
+
 def test_timm_state_dict_reproduces_timm_features(tmp_path):
     model = timm_vit(width=64, heads=1)
     torch.save({"model": model.state_dict()}, tmp_path / "timm.pth")  # wrapped, head included: both handled

@@ -17,20 +17,21 @@ def test_default_study_derives_every_run_from_one_budget():
     study = load_study(DEFAULT, root=ROOT)
     methods = {"rils", "clip", "mae", "mae_clip", "semmim"}
     assert {r.method for r in study.runs} == methods and len(study.runs) == 2 * len(methods)
-    assert study.budget["steps"] == study.budget["images_seen"] // study.budget["batch_size"] == 350
+    assert study.budget["steps"] == study.budget["images_seen"] // study.budget["batch_size"] == 600
     for run in study.runs:
         assert run.config.is_file() and run.work_dir.name == f"{run.method}-seed{run.seed}"
         assert run.cfg_options == {
             "model.arch": "rils_vit_tiny_patch8",
+            "model.img_size": 32,  # the model is built at the size the data is resized to
             "train_dataloader.batch_size": 64,
-            "train_dataloader.dataset.image_size": 64,
-            "train_cfg.max_iters": 350,
+            "train_dataloader.dataset.image_size": 32,
+            "train_cfg.max_iters": 600,
             "randomness.seed": run.seed,
             "precision": "auto",
             "default_hooks.logger.interval": 10,
         }
     assert not Path(study.work_dir).is_relative_to(ROOT)  # checkpoints live outside the repo
-    assert study.records == Path("results/records") and "random:rils_vit_tiny_patch8" in study.floors
+    assert study.records == Path("results/records") and "random:rils_vit_tiny_patch8@32" in study.floors
 
 
 def test_quick_replaces_only_what_it_names():
@@ -65,6 +66,10 @@ def write_config(tmp_path, **changes):
         ({"images_seen": 100}, "positive multiple of batch_size"),
         ({"seeds": []}, "seeds is empty"),
         ({"methods": {"rils": "configs/pretrain/nope.py"}}, "pre-training config of 'rils'"),
+        # a random floor of another size or input side than the study's encoder: refused, the right spec named
+        ({"floors": ["random:rils_vit_tiny_patch8"]}, "write 'random:rils_vit_tiny_patch8@32'"),
+        ({"floors": ["random:rils_vit_test_patch8@32"]}, "not the study's encoder"),
+        ({"floors": ["random:rils_vit_tiny_patch8@30"]}, "multiple of the patch"),
     ],
 )
 def test_bad_budgets_and_missing_method_configs_are_refused(tmp_path, changes, message):

@@ -118,6 +118,14 @@ def test_weight_decay_spares_norms_biases_tokens_and_logit_scale(tmp_path):
     )
 
 
+def test_img_size_overrides_the_size_of_the_arch():
+    from rils_bench.train.model import PretrainModel
+
+    model = PretrainModel(method="clip", arch="rils_vit_test_patch8", img_size=16)
+    assert model.encoder.config["img_size"] == 16 and model.encoder.visual.pos_embed.shape[1] == 1 + 2 * 2
+    assert PretrainModel(method="clip", arch="rils_vit_test_patch8").encoder.config["img_size"] == 32
+
+
 @pytest.mark.parametrize("config", sorted(p.name for p in Path(CONFIGS).glob("*.py")))
 def test_every_pretrain_config_resolves_to_a_known_method_and_size(config):
     from rils_bench.methods import METHODS
