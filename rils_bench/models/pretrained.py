@@ -92,7 +92,7 @@ def load_pretrained(
     if spec.startswith("random:"):
         name, img_size = parse_random_spec(spec)
         torch.manual_seed(seed)
-        config = get_model_config(name, **({"img_size": img_size} if img_size else {}))
+        config = get_model_config(name, img_size=img_size)
         encoder = ImageTextEncoder(config)
         meta = {"model_config": config}
         return encoder.eval(), PretrainedInfo(spec, "random", "random", name, None, seed=seed, meta=meta)
@@ -112,17 +112,18 @@ def load_pretrained(
     return _from_timm(spec, weights, arch)
 
 
-def parse_random_spec(spec: str) -> tuple[str, int | None]:
-    """`random:<arch>[@<px>]` -> `(arch, px or None)`.
+def parse_random_spec(spec: str) -> tuple[str, int]:
+    """`random:<arch>[@<px>]` -> `(arch, input side)`: `px`, or the size's own without `@`.
 
     Raises:
         CheckpointError: an unknown architecture, or a size that is not a positive multiple of the patch size.
     """
     name, at, size = spec.removeprefix("random:").partition("@")
     _check_arch(name, spec)
+    own = get_model_config(name)
     if not at:
-        return name, None
-    patch = get_model_config(name)["patch_size"]
+        return name, own["img_size"]
+    patch = own["patch_size"]
     if not size.isdigit() or int(size) < patch or int(size) % patch:
         raise CheckpointError(f"{spec!r}: the input side after '@' must be a positive multiple of the patch ({patch})")
     return name, int(size)

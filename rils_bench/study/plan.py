@@ -138,13 +138,11 @@ def check_floor(spec: str, budget: dict[str, Any], path: Path) -> None:
         return
     from rils_bench.checkpoint import CheckpointError
     from rils_bench.models.pretrained import parse_random_spec
-    from rils_bench.models.registry import get_model_config
 
     try:
         name, size = parse_random_spec(spec)
     except CheckpointError as err:
         raise UserError(f"{path}: floor {err}") from None
-    size = size or get_model_config(name)["img_size"]
     if (name, size) != (budget["arch"], budget["image_size"]):
         want = f"random:{budget['arch']}@{budget['image_size']}"
         raise UserError(f"{path}: floor {spec!r} is not the study's encoder at its input size; write {want!r}")

@@ -55,10 +55,9 @@ class PretrainModel(BaseModel):
         self.method_name = method
         # The rank and world size are fixed for a run; the launcher has set up the process group by now.
         self.rank, self.world_size = get_rank(), get_world_size()
-        if text:
-            arch = {**resolve_config(arch), **text}
-        if img_size:
-            arch = {**resolve_config(arch), "img_size": int(img_size)}
+        overrides = {**(text or {}), **({"img_size": int(img_size)} if img_size else {})}
+        if overrides:
+            arch = {**resolve_config(arch), **overrides}
         self.method = build_method(method, arch, rank=self.rank, world_size=self.world_size, **(method_cfg or {}))
         # Masks come from a per-step seed over the *global* batch (see `mask_noise`). Both numbers are buffers, so
         # they are saved in mmengine's checkpoints and a resumed run draws the masks an uninterrupted one would.
