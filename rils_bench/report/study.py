@@ -8,6 +8,12 @@ value over the classification sets before pooling, so its means are the means of
 
 A difference between two methods "exceeds seed noise" when it is larger than the sum of their two standard
 deviations (their mean ± std intervals do not overlap): a plain, conservative rule for 2-5 pre-training seeds.
+
+Against a floor, few-shot is also compared *paired*: probe seed s draws the same k-shot images for every encoder
+(`eval.fewshot.sample_kshot` depends on the labels, k and s only), so a lucky or unlucky draw moves every encoder
+together, and the unpaired rule counts that shared luck twice. The paired difference is taken per (checkpoint,
+probe seed) against the floor's value for the same probe seed; it exceeds the noise when its mean is larger than
+its own sample std (the mean ± std interval of the differences excludes 0) — the same plain rule.
 """
 
 from __future__ import annotations
@@ -181,5 +187,39 @@ def floor_check(
                 above += mine.mean - theirs.mean > mine.std + theirs.std  # the floor's probe-seed std is its noise
                 below += theirs.mean - mine.mean > mine.std + theirs.std
             row[ds] = f"above at {above}/{len(shots)} k, below at {below}/{len(shots)}"
+        rows.append(row)
+    return rows
+
+
+def paired_differences(mine: dict[str, list[float]], floor: dict[str, list[float]]) -> Cell | None:
+    """(method - floor) per checkpoint of the method and probe seed, paired on the probe seed; None unless the floor
+    has one checkpoint with as many probe seeds as each of the method's (nothing to pair otherwise)."""
+    if len(floor) != 1:
+        return None
+    (base,) = floor.values()
+    if any(len(values) != len(base) for values in mine.values()):
+        return None
+    return Cell(tuple(v - b for ckpt in sorted(mine) for v, b in zip(mine[ckpt], base, strict=True)))
+
+
+def paired_floor_check(
+    values: dict[tuple[str, str, str], dict[str, list[float]]], datasets: Sequence[str], floor: str
+) -> list[dict[str, str]]:
+    """Per trained method: its paired few-shot difference with `floor` for every (in-domain set, k), as
+    `"+8.0 ± 5.1 above"` (`below`, or nothing when within the noise); keys `method` and `"<set> <k>-shot"`."""
+    rows = []
+    groups = sorted({g for g, _, _ in values if g not in FLOOR_METHODS}, key=sort_key)
+    for group in groups:
+        row = {"method": group}
+        for ds in datasets:
+            for k in sorted({shots_of(m) for g, d, m in values if g == group and d == ds and shots_of(m)}):
+                metric = f"{k}-shot"
+                diff = None
+                if (floor, ds, metric) in values:
+                    diff = paired_differences(values[group, ds, metric], values[floor, ds, metric])
+                if diff is None or len(diff.values) < 2:
+                    continue
+                verdict = "above" if diff.mean > diff.std else "below" if -diff.mean > diff.std else ""
+                row[f"{ds} {metric}"] = f"{diff.mean:+.1f} ± {diff.std:.1f} {verdict}".rstrip()
         rows.append(row)
     return rows

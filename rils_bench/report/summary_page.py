@@ -12,6 +12,7 @@ from rils_bench.report.study import (
     SUMMARY_SHOTS,
     comparisons,
     floor_check,
+    paired_floor_check,
     pooled,
     sort_key,
     summary_cells,
@@ -64,6 +65,22 @@ def lead(values: dict, state: dict[str, Any], retrieval: Sequence[str]) -> str:
         if rows:
             parts.append(f"Against `{floor}`:\n")
             parts.append(_table(["method", *in_domain], [[r["method"], *(r[d] for d in in_domain)] for r in rows]))
+    paired_tables = []
+    for floor in ("random", "pixels"):
+        paired = paired_floor_check(values, in_domain, floor)
+        for ds in in_domain:
+            columns = [c for c in dict.fromkeys(key for r in paired for key in r) if c.startswith(f"{ds} ")]
+            if columns:
+                header = ["method", *(c.removeprefix(f"{ds} ") for c in columns)]
+                rows = [[r["method"], *(r.get(c, "") for c in columns)] for r in paired]
+                paired_tables += [f"Against `{floor}`, paired, {ds}:\n", _table(header, rows)]
+    if paired_tables:
+        parts.append(
+            "\nPaired on the same k-shot draws (probe seed s picks the same images for every encoder, so the draw's "
+            "luck is shared): the method's top-1 minus the floor's, per pre-training seed x probe seed, mean ± sample "
+            "std; `above` / `below` when the mean exceeds the std.\n"
+        )
+        parts += paired_tables
     lines = comparisons(summary)
     if lines:
         parts.append("\n### RILS against each method (summary columns; difference of means, RILS minus the other)\n")

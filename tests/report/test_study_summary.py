@@ -15,6 +15,8 @@ from rils_bench.report.study import (
     comparisons,
     exceeds_noise,
     floor_check,
+    paired_differences,
+    paired_floor_check,
     pooled,
     summary_cells,
     values_by_checkpoint,
@@ -103,6 +105,23 @@ def test_floor_check_counts_the_shots_beyond_noise():
     assert rows[1]["method"] == "clip" and rows[1]["fashion"] == "above at 1/1 k, below at 0/1"
 
 
+def test_paired_check_takes_the_floor_on_the_same_probe_seed():
+    rows = paired_floor_check(values_by_checkpoint(RECORDS), ["fashion", "animal"], "random")
+    # rils fashion: a (10, 20) and b (30, 40) minus random (1, 3) -> 9, 17, 29, 37: mean 23, std 12.44 -> above.
+    # animal: (20, 40) and (50, 10) minus (20, 30) -> 0, 10, 30, -20: mean 5, std 20.82 -> within, no verdict.
+    assert rows[0] == {"method": "rils", "fashion 1-shot": "+23.0 ± 12.4 above", "animal 1-shot": "+5.0 ± 20.8"}
+    assert rows[1] == {"method": "clip", "fashion 1-shot": "+23.0 ± 0.8 above"}  # 23, 23, 24, 22; no animal records
+
+
+def test_pairing_removes_the_shared_luck_of_the_draw():
+    method, floor = {"m": [10.0, 40.0, 70.0]}, {"r": [5.0, 34.0, 66.0]}
+    assert exceeds_noise(pooled(method), pooled(floor)) is False  # 40 vs 35, stds 30 + 30.5: within unpaired
+    diff = paired_differences(method, floor)
+    assert diff.values == (5.0, 6.0, 4.0) and diff.mean > diff.std  # paired: 5 ± 1, beyond the noise
+    assert paired_differences(method, {"r": [5.0, 34.0]}) is None  # probe seeds that do not pair
+    assert paired_differences(method, {"r": [1.0] * 3, "s": [2.0] * 3}) is None  # which floor checkpoint?
+
+
 def test_tables_lead_with_the_summary_and_its_csv_matches_the_detail(tmp_path):
     root = tmp_path / "records"
     for r in RECORDS:
@@ -115,6 +134,9 @@ def test_tables_lead_with_the_summary_and_its_csv_matches_the_detail(tmp_path):
     build_tables(records=root, out=out)
     readme = (out / "README.md").read_text()
     assert readme.startswith("# Results\n\n## Summary") and readme.index("| rils |") < readme.index("## Detail")
+    assert (
+        "Against `random`, paired, fashion:\n\n| method | 1-shot |\n|---|---|\n| rils | +23.0 ± 12.4 above |" in readme
+    )
     summary = pd.read_csv(out / "summary.csv")
     linear = summary[(summary["method"] == "rils") & (summary["column"] == "linear")].iloc[0]
     detail = (out / "study.md").read_text()
