@@ -168,6 +168,11 @@ def comparisons(summary: dict[str, dict[str, Cell]], reference: str = "rils") ->
     return lines
 
 
+def shots_recorded(values: dict[tuple[str, str, str], dict[str, list[float]]], group: str, dataset: str) -> list[int]:
+    """The k of every few-shot metric `group` has on `dataset`, ascending."""
+    return sorted({k for g, d, m in values if g == group and d == dataset and (k := shots_of(m))})
+
+
 def floor_check(
     values: dict[tuple[str, str, str], dict[str, list[float]]], datasets: Sequence[str], floor: str
 ) -> list[dict[str, str]]:
@@ -178,7 +183,7 @@ def floor_check(
     for group in groups:
         row = {"method": group}
         for ds in datasets:
-            shots = sorted({shots_of(m) for g, d, m in values if g == group and d == ds and shots_of(m)})
+            shots = shots_recorded(values, group, ds)
             above = below = 0
             for k in shots:
                 if (floor, ds, f"{k}-shot") not in values:
@@ -204,22 +209,21 @@ def paired_differences(mine: dict[str, list[float]], floor: dict[str, list[float
 
 def paired_floor_check(
     values: dict[tuple[str, str, str], dict[str, list[float]]], datasets: Sequence[str], floor: str
-) -> list[dict[str, str]]:
-    """Per trained method: its paired few-shot difference with `floor` for every (in-domain set, k), as
-    `"+8.0 ± 5.1 above"` (`below`, or nothing when within the noise); keys `method` and `"<set> <k>-shot"`."""
-    rows = []
+) -> dict[str, dict[str, dict[str, str]]]:
+    """in-domain set -> trained method -> `k-shot` -> its paired few-shot difference with `floor`, as
+    `"+8.0 ± 5.1 above"` (`below`, or nothing when within the noise); shots with nothing to pair are left out."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
     groups = sorted({g for g, _, _ in values if g not in FLOOR_METHODS}, key=sort_key)
-    for group in groups:
-        row = {"method": group}
-        for ds in datasets:
-            for k in sorted({shots_of(m) for g, d, m in values if g == group and d == ds and shots_of(m)}):
+    for ds in datasets:
+        for group in groups:
+            for k in shots_recorded(values, group, ds):
                 metric = f"{k}-shot"
-                diff = None
-                if (floor, ds, metric) in values:
-                    diff = paired_differences(values[group, ds, metric], values[floor, ds, metric])
+                if (floor, ds, metric) not in values:
+                    continue
+                diff = paired_differences(values[group, ds, metric], values[floor, ds, metric])
                 if diff is None or len(diff.values) < 2:
                     continue
                 verdict = "above" if diff.mean > diff.std else "below" if -diff.mean > diff.std else ""
-                row[f"{ds} {metric}"] = f"{diff.mean:+.1f} ± {diff.std:.1f} {verdict}".rstrip()
-        rows.append(row)
-    return rows
+                cell = f"{diff.mean:+.1f} ± {diff.std:.1f} {verdict}".rstrip()
+                out.setdefault(ds, {}).setdefault(group, {})[metric] = cell
+    return out

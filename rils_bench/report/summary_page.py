@@ -67,13 +67,10 @@ def lead(values: dict, state: dict[str, Any], retrieval: Sequence[str]) -> str:
             parts.append(_table(["method", *in_domain], [[r["method"], *(r[d] for d in in_domain)] for r in rows]))
     paired_tables = []
     for floor in ("random", "pixels"):
-        paired = paired_floor_check(values, in_domain, floor)
-        for ds in in_domain:
-            columns = [c for c in dict.fromkeys(key for r in paired for key in r) if c.startswith(f"{ds} ")]
-            if columns:
-                header = ["method", *(c.removeprefix(f"{ds} ") for c in columns)]
-                rows = [[r["method"], *(r.get(c, "") for c in columns)] for r in paired]
-                paired_tables += [f"Against `{floor}`, paired, {ds}:\n", _table(header, rows)]
+        for ds, by_method in paired_floor_check(values, in_domain, floor).items():
+            columns = list(dict.fromkeys(metric for cells in by_method.values() for metric in cells))
+            rows = [[method, *(cells.get(c, "") for c in columns)] for method, cells in by_method.items()]
+            paired_tables += [f"Against `{floor}`, paired, {ds}:\n", _table(["method", *columns], rows)]
     if paired_tables:
         parts.append(
             "\nPaired on the same k-shot draws (probe seed s picks the same images for every encoder, so the draw's "

@@ -109,8 +109,13 @@ def test_paired_check_takes_the_floor_on_the_same_probe_seed():
     rows = paired_floor_check(values_by_checkpoint(RECORDS), ["fashion", "animal"], "random")
     # rils fashion: a (10, 20) and b (30, 40) minus random (1, 3) -> 9, 17, 29, 37: mean 23, std 12.44 -> above.
     # animal: (20, 40) and (50, 10) minus (20, 30) -> 0, 10, 30, -20: mean 5, std 20.82 -> within, no verdict.
-    assert rows[0] == {"method": "rils", "fashion 1-shot": "+23.0 ± 12.4 above", "animal 1-shot": "+5.0 ± 20.8"}
-    assert rows[1] == {"method": "clip", "fashion 1-shot": "+23.0 ± 0.8 above"}  # 23, 23, 24, 22; no animal records
+    assert rows == {
+        "fashion": {
+            "rils": {"1-shot": "+23.0 ± 12.4 above"},
+            "clip": {"1-shot": "+23.0 ± 0.8 above"},
+        },  # 23, 23, 24, 22
+        "animal": {"rils": {"1-shot": "+5.0 ± 20.8"}},  # clip has no animal few-shot records
+    }
 
 
 def test_pairing_removes_the_shared_luck_of_the_draw():
