@@ -40,7 +40,7 @@ data: setup  ## prepare every built-in dataset (sha256-verified downloads) under
 	$(VENV)/bin/rils-bench data prepare all
 
 pretrain: setup  ## pre-train ViT-tiny on the built-in pairs [METHOD=rils|clip|mae|mae_clip|semmim] (CPU, <15 min)
-	$(VENV)/bin/rils-bench pretrain $(PRETRAIN_CONFIG) $(if $(WORK_DIR),--work-dir $(WORK_DIR))
+	$(VENV)/bin/rils-bench pretrain $(PRETRAIN_CONFIG) $(if $(WORK_DIR),--work-dir $(WORK_DIR)) $(if $(FORCE),--force)
 
 study: setup  ## the comparison study: pre-train every method x 2 seeds, evaluate them and the floors, tables (resumable)
 	$(VENV)/bin/rils-bench study $(STUDY_CONFIG)

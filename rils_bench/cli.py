@@ -74,6 +74,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         resume=args.resume,
         cfg_options=cfg_options,
         launcher=args.launcher,
+        force=args.force,
     )
     if export is not None:  # rank 0 only; the last line is the checkpoint path, for scripts
         print(f"exported checkpoint: {export}")
@@ -96,6 +97,9 @@ def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
         choices=["auto"],
         help="continue from the latest checkpoint in the work dir (refused if there is none); "
         "`--resume auto`: resume if there is one, else start from scratch",
+    )
+    cmd.add_argument(
+        "--force", action="store_true", help="start from scratch even if the work dir holds a run (replacing it)"
     )
     cmd.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value ...")
     cmd.add_argument(
@@ -145,6 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         # Bad input gets one clear line and exit code 2, never a traceback.
         print(f"rils-bench: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.filename is None:  # not about a file the user named or the disk: a bug, keep the traceback
+            raise
+        # The environment said no (a full or read-only disk, a name too long, permissions): one line too.
+        print(f"rils-bench: error: {err.strerror or type(err).__name__}: {err.filename}", file=sys.stderr)
         return 2
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 _FORCE_UNSAFE_LOAD = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+_FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 
 
 def use_offline_hubs() -> None:
@@ -38,21 +40,24 @@ def silence_known_warnings() -> None:
 
 
 @contextlib.contextmanager
-def unsafe_load_for_mmengine_resume() -> Iterator[None]:
-    """Allow full-pickle `torch.load` for mmengine's *own* resume files, and only inside this block.
+def weights_only_loads(allowed: Sequence[Any] = ()) -> Iterator[None]:
+    """Inside the block, every `torch.load` is weights-only, with `allowed` added to torch's allow-list.
 
-    torch >= 2.6 loads with `weights_only=True` by default; mmengine 0.10.7 calls `torch.load` without
-    the argument, and its Runner checkpoints pickle `HistoryBuffer`, numpy globals and
-    `builtins.getattr`, so resuming fails. An allow-list would need `builtins.getattr` and is no safer
-    than a full load. The files resumed here are ones the user's own run wrote; every other load in
-    rils-bench (exported checkpoints, converted backbones) stays `weights_only=True`.
+    mmengine 0.10.7 calls `torch.load` without `weights_only`; torch >= 2.6 then loads weights-only, unless the
+    user's environment sets `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`. `TORCH_FORCE_WEIGHTS_ONLY_LOAD` wins over both, so
+    a file that needs anything beyond tensors, primitives and `allowed` is refused, whatever the caller asked for.
     """
-    previous = os.environ.get(_FORCE_UNSAFE_LOAD)
-    os.environ[_FORCE_UNSAFE_LOAD] = "1"
+    import torch.serialization
+
+    previous = {name: os.environ.get(name) for name in (_FORCE_WEIGHTS_ONLY, _FORCE_UNSAFE_LOAD)}
+    os.environ[_FORCE_WEIGHTS_ONLY] = "1"
+    os.environ.pop(_FORCE_UNSAFE_LOAD, None)
     try:
-        yield
+        with torch.serialization.safe_globals(list(allowed)):
+            yield
     finally:
-        if previous is None:
-            del os.environ[_FORCE_UNSAFE_LOAD]
-        else:
-            os.environ[_FORCE_UNSAFE_LOAD] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

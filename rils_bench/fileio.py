@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import json
 import os
 import secrets
 import socket
@@ -76,3 +77,79 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def check_output_dir(path: str | os.PathLike, what: str) -> Path:
+    """Make sure `path` is a writable directory or can be created as one, before any work starts; creates nothing.
+
+    Raises:
+        UserError: `path` is a file or lies under one, a name in it is too long, or the deepest folder of it that
+            exists is not writable; the message names `what` (the flag it came from).
+    """
+    from rils_bench.errors import UserError
+
+    path = Path(path).absolute()
+    existing, to_create = path, []
+    try:
+        while not existing.exists():
+            to_create.append(existing.name)
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UserError(f"{what} {path}: {existing} is a file, not a directory")
+        probe = existing / f".rils-bench-write-test.{os.getpid()}.{secrets.token_hex(4)}"
+        probe.touch(exist_ok=False)  # os.access is wrong for root and on some network file systems: try it
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"{what} {path}: cannot be created or written ({err.strerror or type(err).__name__})") from None
+    return path
+
+
+def check_output_file(path: str | os.PathLike, what: str, *, force: bool = False) -> Path:
+    """Make sure `path` can be written as a new file: its folder is writable, and it does not exist yet unless
+    `force` (a file the user did not name as this run's target is never replaced silently).
+
+    Raises:
+        UserError: the file exists (without `force`), is a directory, or its folder is not writable.
+    """
+    from rils_bench.errors import UserError
+
+    path = Path(path)
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except OSError as err:  # e.g. a component longer than the file system allows
+        raise UserError(f"{what} {path}: {err.strerror or type(err).__name__}") from None
+    if is_dir:
+        raise UserError(f"{what} {path}: is a directory; name a file")
+    if exists and not force:
+        raise UserError(f"{what} {path}: exists; refusing to replace it (pass --force to replace it)")
+    check_output_dir(path.parent, what)
+    return path
+
+
+def tree_sha256(root: str | os.PathLike, *, cache: str | os.PathLike | None = None) -> str:
+    """Hash of every file under `root`: its relative path and the sha256 of its bytes, in sorted order.
+
+    A file's hash is reused from `cache` (a JSON file: relative path -> size, mtime, sha256) while its size and
+    modification time are unchanged, so a second look at an unchanged folder reads no bytes, and touching a file
+    (new mtime, same bytes) re-reads it once but gives the same hash. A damaged cache file is ignored and rewritten.
+    """
+    root = Path(root)
+    known: dict[str, list] = {}
+    if cache is not None and Path(cache).is_file():
+        try:
+            known = json.loads(Path(cache).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+    seen: dict[str, list] = {}
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        name, stat = path.relative_to(root).as_posix(), path.stat()
+        entry = known.get(name)
+        if not (isinstance(entry, list) and entry[:2] == [stat.st_size, stat.st_mtime_ns]):
+            entry = [stat.st_size, stat.st_mtime_ns, sha256_of(path)]
+        seen[name] = entry
+        digest.update(f"{name}\0{entry[2]}\n".encode())
+    if cache is not None and seen != known:
+        with contextlib.suppress(OSError), atomic_write(cache) as f:  # a read-only cache only costs speed
+            f.write(json.dumps(seen, sort_keys=True).encode())
+    return digest.hexdigest()

@@ -45,14 +45,15 @@ def test_refuses_missing_foreign_and_corrupt_files(tmp_path):
         load_checkpoint(pickled)
 
 
-def test_unsafe_load_is_confined_to_the_block(tmp_path):
-    # mmengine's resume files pickle numpy objects; that is what the escape hatch is for.
+def test_weights_only_loads_allow_exactly_the_listed_types_whatever_the_environment(tmp_path, monkeypatch):
+    # mmengine's resume files hold numpy scalars; torch's escape hatch for them, set by a user, must not open pickle.
     path = tmp_path / "runner.pth"
     torch.save({"message_hub": np.float64(1.5)}, path)
-    with pytest.raises(Exception, match="[Ww]eights only"):
-        torch.load(path)
-    with compat.unsafe_load_for_mmengine_resume():
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with compat.weights_only_loads(), pytest.raises(Exception, match="[Ww]eights only"):
+        torch.load(path, weights_only=False)  # the block wins over the caller and the environment
+    allowed = [np.dtype, type(np.dtype("float64")), np._core.multiarray.scalar]
+    with compat.weights_only_loads(allowed):
         assert torch.load(path)["message_hub"] == 1.5
-    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ
-    with pytest.raises(Exception, match="[Ww]eights only"):
-        torch.load(path)
+    assert os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] == "1" and "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ
+    assert torch.load(path, weights_only=False)["message_hub"] == 1.5  # outside the block: as the caller asked

@@ -12,7 +12,7 @@ from rils_bench.precision import PRECISIONS
 def _cmd_convert(args: argparse.Namespace) -> int:
     from rils_bench.adapters.convert import convert_checkpoint
 
-    report = convert_checkpoint(args.ckpt, to=args.to, out=args.out)
+    report = convert_checkpoint(args.ckpt, to=args.to, out=args.out, force=args.force)
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1
@@ -63,6 +63,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     convert.add_argument("--to", required=True, choices=("timm", "mmdet", "mmseg"), help="target library")
     convert.add_argument("--out", help="output file (default: <checkpoint>_<target>.pth beside the checkpoint)")
+    convert.add_argument("--force", action="store_true", help="replace the output file if it exists")
     convert.set_defaults(func=_cmd_convert)
 
     dense = subparsers.add_parser(

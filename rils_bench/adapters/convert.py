@@ -35,7 +35,7 @@ from rils_bench.checkpoint import (
     read_tensor_file,
     strip_prefix,
 )
-from rils_bench.fileio import atomic_write, sha256_of
+from rils_bench.fileio import atomic_write, check_output_file, sha256_of
 from rils_bench.models.foreign import OpenCLIPEncoder, TimmEncoder
 from rils_bench.models.pretrained import PretrainedInfo, load_pretrained, registered_match, timm_vit_shape
 from rils_bench.models.registry import get_model_config, list_models, resolve_config
@@ -227,24 +227,31 @@ def resolve_out(spec: str, to: str, out: str | os.PathLike | None) -> Path:
         CheckpointError: the output would replace the input checkpoint.
     """
     target = default_out(spec, to) if out is None else Path(out)
-    if target.is_dir():
+    try:
+        is_folder, exists = target.is_dir(), target.exists()
+    except OSError:  # a name the file system refuses: `check_output_file` says so in one line
+        return target
+    if is_folder:
         target = target / default_out(spec, to).name
-    if not spec.startswith("random:") and target.exists() and target.resolve() == Path(spec).resolve():
+    if not spec.startswith("random:") and exists and target.resolve() == Path(spec).resolve():
         raise CheckpointError(
             f"--out {out} is the input checkpoint {spec}: refusing to overwrite it; give another path"
         )
     return target
 
 
-def convert_checkpoint(spec: str | os.PathLike, *, to: str, out: str | os.PathLike | None = None) -> ConversionReport:
+def convert_checkpoint(
+    spec: str | os.PathLike, *, to: str, out: str | os.PathLike | None = None, force: bool = False
+) -> ConversionReport:
     """Convert `spec` (checkpoint path or `random:<arch>`) for `to` and check its keys against the target model.
 
     The file is written even when keys do not match, so that it can be inspected; `report.ok` says whether it did.
+    An existing output file is replaced only with `force`; the output is checked before the input is read.
     """
     if to not in TARGETS:
         raise CheckpointError(f"unknown conversion target {to!r}; choose one of {', '.join(TARGETS)}")
     spec = str(spec)
-    out = resolve_out(spec, to, out)
+    out = check_output_file(resolve_out(spec, to, out), "--out", force=force)
     state, model_config, source, n_dropped = visual_state_of(spec)
     keys = compare_keys(state, target_model(to, model_config), source=spec)
     meta = {**source, "target": to, "arch": model_config["name"], "model_config": model_config}

@@ -23,9 +23,10 @@ from rils_bench.adapters.convert import backbone_source, write_backbone
 from rils_bench.amp import apply_precision
 from rils_bench.data.builtin import prepare as builtin
 from rils_bench.errors import UserError
+from rils_bench.fileio import check_output_dir
 from rils_bench.models.pretrained import PretrainedInfo
 from rils_bench.precision import Precision, default_device, resolve
-from rils_bench.report.record import make_record, write_record
+from rils_bench.report.record import make_record, records_dir, write_record
 
 BUILTIN_SETS = ("pastecoco", "pasteade")  # `dataset_name`s that rils-bench prepares itself when no root is given
 
@@ -84,6 +85,9 @@ def run_dense(
         UserError: unknown task, missing config, unreadable checkpoint or one without an image encoder.
     """
     path = dense_config.resolve_config_path(task, config)
+    if work_dir is not None:
+        check_output_dir(work_dir, "--work-dir")
+    check_output_dir(records_root or records_dir(), "records folder")
     visual, encoder_config, info = backbone_source(str(ckpt), seed=seed)
     root, dataset_sha = _data_root(path, data_root)
     cfg = dense_config.load_config(path, root)

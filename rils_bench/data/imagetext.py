@@ -43,8 +43,9 @@ class ImageTextTable(Dataset):
     are opened when an item is read, so building the dataset touches only the table.
 
     Raises:
-        UserError: at construction, when the table is missing or lacks a column; when an item is read,
-            when its image file is missing or cannot be decoded (the message names the file and row).
+        UserError: at construction, when the table is missing or lacks a column; when an item is read, when its
+            image path or caption is missing or empty, or its image file is missing or cannot be decoded (the
+            message names the file and row).
     """
 
     def __init__(
@@ -64,27 +65,39 @@ class ImageTextTable(Dataset):
             missing = {image_column, caption_column} - set(reader.fieldnames or ())
             if missing:
                 raise UserError(f"{table}: no column(s) {sorted(missing)}; the header has {reader.fieldnames}")
+            # A short row gives None for the fields it lacks: kept, so that reading it names the row.
             rows = [(row[image_column], row[caption_column]) for row in reader]
         if not rows:  # an infinite sampler over nothing would spin forever
             raise UserError(f"image-text table {table} has a header but no rows")
         self.table = table
-        self.paths = [table.parent / path for path, _ in rows]  # an absolute path stays as it is
+        self.paths = [table.parent / path if path else None for path, _ in rows]  # an absolute path stays as it is
         self.captions = [caption for _, caption in rows]
         self.transform = transform
+
+    def row_problem(self, index: int) -> str | None:
+        """Why row `index` is not a usable pair without opening its image (no image path; a missing, empty or
+        non-UTF-8 caption), naming the row; None when the row is complete."""
+        where = f"row {index + 1} of {self.table}"
+        caption = self.captions[index]
+        if self.paths[index] is None:
+            return f"no image path ({where})"
+        if caption is None or not caption.strip():
+            return f"{'no' if caption is None else 'empty'} caption ({where})"
+        try:
+            caption.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"caption is not UTF-8 ({where})"
+        return None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[Any, str]:
-        path = self.paths[index]
-        where = f"row {index + 1} of {self.table}"
-        caption = self.captions[index]
-        try:
-            caption.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UserError(f"caption is not UTF-8 ({where})") from None
-        rgb = read_rgb(path, where)
-        return (self.transform(rgb) if self.transform else rgb), caption
+        problem = self.row_problem(index)
+        if problem is not None:
+            raise UserError(problem)
+        rgb = read_rgb(self.paths[index], f"row {index + 1} of {self.table}")
+        return (self.transform(rgb) if self.transform else rgb), self.captions[index]
 
 
 def _identity(x: Any) -> Any:  # a named function, not a lambda: dataloader workers may need to pickle it

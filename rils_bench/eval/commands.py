@@ -127,6 +127,10 @@ def _eval_parser(
 
 def _common(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
     from rils_bench.eval.features import ExtractOptions  # imported when a command runs: keeps `--help` fast
+    from rils_bench.fileio import check_output_dir
+    from rils_bench.report.record import records_dir
+
+    check_output_dir(args.records or records_dir(), "--records")  # before the extraction, not after it
 
     options = ExtractOptions(
         batch_size=args.batch_size, num_workers=args.workers, device=args.device, precision=args.precision
@@ -232,8 +236,10 @@ def _cmd_retrieval(args: argparse.Namespace) -> int:
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
+    from rils_bench.fileio import check_output_dir
     from rils_bench.report.tables import build_tables
 
+    check_output_dir(args.out, "--out")
     for path in build_tables(records=args.records, out=args.out):
         print(path)
     return 0

@@ -22,6 +22,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 
 from rils_bench.data.imagetext import ImageTextTable
 from rils_bench.errors import UserError
+from rils_bench.eval.features import cache_root
+from rils_bench.fileio import tree_sha256
 
 FOLDER_PREFIX = "imagefolder:"
 # Built-in classification sets -> the sub-folder that holds the ImageNet-style tree.
@@ -89,7 +91,7 @@ def resolve_classification(spec: str) -> ClassificationSet:
     """
     if spec.startswith(FOLDER_PREFIX):
         root = Path(spec.removeprefix(FOLDER_PREFIX)).expanduser()
-        if not root.is_dir():
+        if not _is_dir(root):
             raise UserError(f"image folder not found: {root}")
         name, sha = root.resolve().name, folder_sha256(root)
     elif spec in CLASSIFICATION_SETS:
@@ -112,7 +114,7 @@ def resolve_retrieval(spec: str) -> list[PairSet]:
     """
     if spec.startswith("csv:"):
         path = Path(spec.removeprefix("csv:")).expanduser()
-        if not path.is_file():
+        if not _is_dir(path.parent) or not path.is_file():
             raise UserError(f"pairs file not found: {path}")
         paths, captions = read_pairs(path)
         digest = folder_sha256(path.parent)
@@ -126,6 +128,14 @@ def resolve_retrieval(spec: str) -> list[PairSet]:
         paths, captions = read_pairs(base / relpath)
         sets.append(PairSet(f"{spec}-{subset}", spec, paths, captions, sha))
     return sets
+
+
+def _is_dir(path: Path) -> bool:
+    """`path.is_dir()`, with a path the file system cannot even look up (a name too long) as absent, not an error."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def builtin_root(name: str) -> Path:
@@ -147,15 +157,14 @@ def _manifest_sha256(base: Path) -> str:
 
 
 def folder_sha256(root: Path) -> str:
-    """Hash of every file's relative path, size and modification time under `root` (bytes are not read).
+    """Content hash of every file under `root` (relative paths and bytes; `rils_bench.fileio.tree_sha256`).
 
-    Cheap enough for ImageNet (one `stat` per file) and changes whenever a file is added, removed or rewritten.
+    Each file's hash is cached by size and modification time under `$RILS_BENCH_FEATURES/file-hashes/`, so an
+    unchanged ImageNet-sized folder costs one `stat` per file after the first look, and `touch` changes nothing.
     """
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    root = Path(root)
+    cache = cache_root() / "file-hashes" / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]}.json"
+    return tree_sha256(root, cache=cache)
 
 
 def class_folders(root: Path) -> tuple[str, ...]:
@@ -222,6 +231,9 @@ def read_pairs(path: Path) -> tuple[list[Path], list[str]]:
     table = ImageTextTable(path)
     if not len(table):
         raise UserError(f"{path} holds no pairs")
+    problem = next(filter(None, map(table.row_problem, range(len(table)))), None)
+    if problem is not None:  # an evaluation set is scored whole: an incomplete row is refused, not skipped
+        raise UserError(problem)
     missing = next((p for p in table.paths if not p.is_file()), None)
     if missing is not None:
         raise UserError(f"{path}: image not found: {missing}")

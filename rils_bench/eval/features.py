@@ -23,6 +23,8 @@ import hashlib
 import json
 import os
 import sys
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,12 +248,16 @@ def extract_features(
 
 
 def _read_cache(path: Path) -> np.ndarray | None:
+    """The cached features at `path`; None when there are none, or when the file cannot be read (truncated, empty,
+    foreign), which is said in one line: the caller recomputes and rewrites it."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return stored["features"]
-    except (OSError, ValueError, KeyError):  # a corrupt or foreign file: recompute and overwrite it
+            return np.asarray(stored["features"])
+    # numpy raises zip, EOF, OS and value errors for damaged files, KeyError for a foreign archive
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        print(f"rils-bench: feature cache {path} is unreadable ({type(err).__name__}): recomputing it", file=sys.stderr)
         return None
 
 

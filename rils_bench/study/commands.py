@@ -29,11 +29,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
+    from rils_bench.fileio import check_output_dir
     from rils_bench.study import stages
     from rils_bench.study.plan import load_study, parse_stages
 
     chosen = parse_stages(args.stages + (",dense" if args.dense else ""))
     study = load_study(args.config, quick=args.quick, work_dir=args.work_dir, results=args.results)
+    check_output_dir(study.results, "--results")
+    check_output_dir(study.work_dir, "--work-dir")
     command = f"rils-bench study {args.config}" + (" --quick" if args.quick else "")
     stages.note_study(study, command)
     started = time.monotonic()

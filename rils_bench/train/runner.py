@@ -3,35 +3,39 @@
 from __future__ import annotations
 
 import os
-import pickle
-import re
 from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction: re-exported for the CLI)
 from mmengine.dist import master_only
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner, find_latest_checkpoint
+from mmengine.runner import Runner
 
 from rils_bench import compat, precision
 from rils_bench.amp import apply_precision
 from rils_bench.errors import UserError
-from rils_bench.fileio import atomic_write, sha256_of
-
-RESUME_SEAL = ".rils-bench.sha256"  # beside each mmengine checkpoint this runner wrote: the file's sha256
-_RUNNER_CHECKPOINT = re.compile(r"(iter|epoch)_\d+\.pth")
+from rils_bench.fileio import atomic_write, check_output_dir, sha256_of
+from rils_bench.models.registry import resolve_config
+from rils_bench.train.checkpoints import (
+    RESUME_SEAL,
+    RUNNER_CHECKPOINT,
+    check_resume_file,
+    history_buffers_without_functions,
+    refuse_unsafe_file,
+    resume_target,
+    resume_types,
+)
 
 
 @RUNNERS.register_module()
 class PretrainRunner(Runner):
-    """mmengine's Runner with checkpoint loading made safe.
+    """mmengine's Runner with checkpoint loading made safe: nothing it reads can run code
+    (`rils_bench.train.checkpoints`).
 
-    - `load_from` is read weights-only (tensors and primitives; nothing in the file runs). A file that needs more
-      is refused in one line.
-    - Resuming needs full unpickling (mmengine's resume files pickle numpy and `HistoryBuffer` objects, see
-      `compat.unsafe_load_for_mmengine_resume`), so it is allowed only for a file this runner wrote: inside this
-      work dir, named by mmengine (`iter_N.pth`), and matching the sha256 seal written beside it when it was
-      saved. Anything else is refused before it is opened.
+    - `load_from` and resume files are read weights-only, with exactly the types mmengine's training state holds
+      (`resume_types`); a file that needs more is refused in one line, whoever wrote it, whatever its seal says.
+    - Its own checkpoints need no more (`history_buffers_without_functions`), and each gets a sha256 seal.
+    - Resuming reads only mmengine's `iter_N.pth` files inside this work dir whose seal matches.
     - `resume=True` with nothing to resume is refused; `resume="auto"` starts from scratch then (for jobs that
       are requeued).
     """
@@ -39,58 +43,27 @@ class PretrainRunner(Runner):
     def load_or_resume(self) -> None:
         if self._has_loaded:
             return
-        resume_from = None
-        if self._resume:
-            resume_from = self._load_from or find_latest_checkpoint(self.work_dir)
-            if resume_from is None and self._resume != "auto":
-                raise UserError(
-                    f"--resume: no checkpoint to resume from in {self.work_dir}; start without --resume, or pass "
-                    "--resume auto to resume when there is one and start from scratch otherwise"
-                )
+        resume_from = resume_target(self.work_dir, load_from=self._load_from, resume=self._resume)
         if resume_from is not None:
-            check_own_checkpoint(resume_from, self.work_dir)
+            check_resume_file(resume_from, self.work_dir)
             self.logger.info(f"resuming from {resume_from}")
-            with compat.unsafe_load_for_mmengine_resume():
+            with compat.weights_only_loads(resume_types()), refuse_unsafe_file(resume_from, "cannot resume from "):
                 self.resume(resume_from)
         elif self._load_from is not None:
-            try:
-                self.load_checkpoint(self._load_from)  # torch >= 2.6: weights_only=True
-            except pickle.UnpicklingError as err:
-                raise UserError(
-                    f"load_from={self._load_from}: not a weights-only file (it holds Python objects that would run "
-                    f"code when loaded), refused: {str(err).splitlines()[0]}"
-                ) from None
+            with compat.weights_only_loads(resume_types()), refuse_unsafe_file(self._load_from, "load_from="):
+                self.load_checkpoint(self._load_from)
         self._has_loaded = True
 
     @master_only
     def save_checkpoint(self, out_dir: str, filename: str, *args: Any, **kwargs: Any) -> None:
-        super().save_checkpoint(out_dir, filename, *args, **kwargs)
+        with history_buffers_without_functions():
+            super().save_checkpoint(out_dir, filename, *args, **kwargs)
         path = Path(out_dir) / filename
         with atomic_write(path.with_name(path.name + RESUME_SEAL)) as f:
             f.write(sha256_of(path).encode())
         for seal in Path(out_dir).glob(f"*.pth{RESUME_SEAL}"):  # seals of checkpoints mmengine has rotated out
             if not seal.with_name(seal.name.removesuffix(RESUME_SEAL)).exists():
                 seal.unlink(missing_ok=True)
-
-
-def check_own_checkpoint(path: str | Path, work_dir: str | Path) -> None:
-    """Refuse to unpickle `path` unless this runner wrote it in `work_dir` (see `PretrainRunner`)."""
-    path, work_dir = Path(path).resolve(), Path(work_dir).resolve()
-    seal = path.with_name(path.name + RESUME_SEAL)
-    if not path.is_file():
-        raise UserError(f"cannot resume: checkpoint {path} does not exist")
-    if path.parent != work_dir or not _RUNNER_CHECKPOINT.fullmatch(path.name):
-        reason = f"only mmengine's iter_N.pth files inside the work dir {work_dir} are resumed"
-    elif not seal.is_file():
-        reason = f"it has no {RESUME_SEAL} seal, so rils-bench did not write it"
-    elif seal.read_text().strip() != sha256_of(path):
-        reason = "its content changed since rils-bench wrote it (sha256 differs from its seal)"
-    else:
-        return
-    raise UserError(
-        f"refusing to resume from {path}: {reason}. Resuming unpickles the file, which can run code; to start "
-        "from other weights, use --cfg-options load_from=FILE (read weights-only)"
-    )
 
 
 def finalize_schedule(cfg: Config) -> None:
@@ -153,7 +126,8 @@ def load_config(
     resume: bool | str = False,
     launcher: str = "none",
 ) -> Config:
-    """The resolved config of a run: file, then command-line overrides, then the derived batch and schedule."""
+    """The resolved config of a run: file, then command-line overrides, then the derived batch and schedule,
+    checked (`check_config`) before anything is built."""
     config = Path(config)
     if not config.is_file():
         raise UserError(f"config not found: {config}")
@@ -166,7 +140,48 @@ def load_config(
     finalize_batch(cfg, launched_world_size(launcher))
     finalize_schedule(cfg)
     finalize_precision(cfg)
+    check_config(cfg)
     return cfg
+
+
+def check_config(cfg: Config) -> None:
+    """Refuse, in one line, the values mmengine or torch would reject only deep inside the Runner: an unknown
+    model size, a batch that is not a positive integer, a `load_from` that is not a file.
+
+    Raises:
+        UserError: naming the key and the value.
+    """
+    arch = cfg.model.get("arch")
+    try:
+        resolve_config(arch)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        message = err.args[0] if err.args else type(err).__name__
+        raise UserError(f"model.arch={arch!r}: {message}") from None
+    batch = cfg.train_dataloader.get("batch_size")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise UserError(f"train_dataloader.batch_size must be a positive integer, got {batch!r}")
+    load_from = cfg.get("load_from")
+    if load_from is not None and not Path(load_from).is_file():
+        raise UserError(f"load_from={load_from}: no such file")
+
+
+def check_work_dir(work_dir: str | Path, *, resume: bool | str, force: bool) -> None:
+    """Before a run starts: the work dir can be written, and a fresh run (no `--resume`) does not silently replace
+    the checkpoints and export of a run already there (`force` says the user wants exactly that).
+
+    Raises:
+        UserError: an unwritable work dir, or one holding a run, with what to pass instead.
+    """
+    work_dir = check_output_dir(work_dir, "--work-dir")
+    if resume or force or not work_dir.is_dir():
+        return
+    held = sorted(p.name for p in work_dir.iterdir() if RUNNER_CHECKPOINT.fullmatch(p.name))
+    held += [f"export/{p.name}" for p in sorted((work_dir / "export").glob("*.pth"))]
+    if held:
+        raise UserError(
+            f"--work-dir {work_dir} already holds a run ({', '.join(held[:3])}): pass --resume to continue it, "
+            "--force to start again over it, or another --work-dir"
+        )
 
 
 def finalize_precision(cfg: Config, device: str | None = None) -> None:
@@ -186,15 +201,20 @@ def run_pretrain(
     resume: bool | str = False,
     cfg_options: dict[str, Any] | None = None,
     launcher: str = "none",
+    force: bool = False,
 ) -> Path | None:
     """Pre-train as `config` says and return the exported checkpoint (`<work_dir>/export/*.pth`; None on ranks
     other than 0, which export nothing).
 
     `resume=True` continues from the latest mmengine checkpoint in `work_dir` (same weights, optimizer,
     schedule and data order as an uninterrupted run) and refuses a work dir without one; `resume="auto"` starts
-    from scratch then.
+    from scratch then. Without either, a work dir that holds a run is refused unless `force`.
     """
     cfg = load_config(config, work_dir=work_dir, cfg_options=cfg_options, resume=resume, launcher=launcher)
+    check_work_dir(cfg.work_dir, resume=resume, force=force)
+    resume_from = resume_target(cfg.work_dir, load_from=cfg.get("load_from"), resume=resume)
+    if resume_from is not None:  # refused before the Runner writes anything into the work dir
+        check_resume_file(resume_from, cfg.work_dir)
     runner = PretrainRunner.from_cfg(cfg)
     runner.train()
     export_path = runner.message_hub.get_info("export_path")

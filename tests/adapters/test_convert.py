@@ -98,3 +98,29 @@ def test_out_onto_the_input_is_refused_and_a_folder_gets_the_default_name(export
     folder.mkdir()
     assert _run_cli(["convert", str(exported), "--to", "mmdet", "--out", str(folder)]) == 0
     assert (folder / f"{exported.stem}_mmdet.pth").is_file()
+
+
+def test_out_onto_an_existing_file_is_refused_unless_forced(exported, tmp_path, capsys):
+    exported, _ = exported
+    unrelated = tmp_path / "notes.pth"
+    unrelated.write_bytes(b"someone else's file")
+    argv = ["convert", str(exported), "--to", "timm", "--out", str(unrelated)]
+    assert _run_cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rils-bench: error: --out") and "exists" in err and "--force" in err and "\n" not in err
+    assert unrelated.read_bytes() == b"someone else's file"
+    assert _run_cli([*argv, "--force"]) == 0  # named as the target and forced: replaced by the timm weights
+    visual = {k.removeprefix(VISUAL) for k in load_checkpoint(exported)["state_dict"] if k.startswith(VISUAL)}
+    assert set(torch.load(unrelated, weights_only=True)) == visual
+
+
+@pytest.mark.parametrize("where", ["under a file", "a folder name too long"])
+def test_out_that_cannot_be_written_is_one_line_and_reads_nothing(where, exported, tmp_path, capsys):
+    exported, _ = exported
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep me")
+    out = a_file / "x.pth" if where == "under a file" else tmp_path / ("d" * 300) / "x.pth"
+    assert _run_cli(["convert", str(exported), "--to", "mmdet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rils-bench: error: --out") and "\n" not in err, err
+    assert a_file.read_text() == "keep me"

@@ -152,3 +152,22 @@ def test_dense_precision_autocasts_the_backbone_on_cpu_and_the_model_on_gpu(prec
     )
     assert {k: v for k, v in cfg.optim_wrapper.items()} == wrapper
     assert cfg.model.backbone.get("precision") == backbone
+
+
+@pytest.mark.parametrize("flag", ["--work-dir", "records"])
+def test_an_output_folder_that_cannot_be_one_is_refused_before_the_backbone_is_read(
+    flag, tmp_path, monkeypatch, capsys
+):
+    from rils_bench.cli import main
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep me")
+    argv = ["dense", "--task", "ade", "--ckpt", str(tmp_path / "missing.pth"), "--max-iters", "1"]
+    if flag == "records":
+        monkeypatch.setenv("RILS_BENCH_RECORDS", str(a_file / "records"))
+    else:
+        argv += ["--work-dir", str(a_file / "run")]
+    assert main(argv) == 2  # the output is refused before the missing checkpoint is even looked at
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rils-bench: error: {flag}") and "is a file" in err and "\n" not in err, err
+    assert a_file.read_text() == "keep me"

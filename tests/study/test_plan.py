@@ -90,3 +90,15 @@ def test_the_minilm_study_replaces_the_methods_and_keeps_the_budget():
     assert {r.method for r in minilm.runs} == {"rils_minilm", "clip_minilm"}
     assert minilm.budget == full.budget and minilm.floors == full.floors and minilm.results == full.results
     assert all("minilm" in r.config.name for r in minilm.runs)
+
+
+@pytest.mark.parametrize("flag", ["--results", "--work-dir"])
+def test_a_results_or_work_dir_that_cannot_be_a_folder_is_refused_before_any_stage(flag, tmp_path, capsys):
+    from rils_bench.cli import main
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep me")
+    assert main(["study", str(DEFAULT), flag, str(a_file / "study")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rils-bench: error: {flag}") and "is a file" in err and "\n" not in err, err
+    assert a_file.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -13,7 +13,8 @@ from rils_bench.data.builtin.prepare import prepare
 from rils_bench.errors import UserError
 from rils_bench.models.pretrained import load_pretrained
 from rils_bench.precision import resolve
-from rils_bench.train.runner import RESUME_SEAL, finalize_schedule, load_config, run_pretrain
+from rils_bench.train.checkpoints import RESUME_SEAL
+from rils_bench.train.runner import finalize_schedule, load_config, run_pretrain
 
 CONFIGS = "configs/pretrain"
 METHOD_CONFIGS = {
@@ -255,7 +256,7 @@ def test_load_from_a_crafted_pickle_runs_nothing_and_is_refused(shapes_table, tm
     marker = tmp_path / "pwned"
     crafted = _crafted_checkpoint(tmp_path / "weights.pth", marker)
     options = tiny_options(shapes_table, 3, load_from=str(crafted))
-    with pytest.raises(UserError, match="not a weights-only file"):
+    with pytest.raises(UserError, match="loading it could run code"):
         run_pretrain(config=f"{CONFIGS}/clip_vit-tiny-p8_builtin.py", work_dir=tmp_path / "run", cfg_options=options)
     assert not marker.exists()
 
