@@ -70,6 +70,29 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ret = _eval_parser(subparsers, "retrieval", "image->text and text->image Recall@1/5/10", dataset="retrieval")
     ret.set_defaults(func=_cmd_retrieval)
 
+    seg_set = "built-in pasteade, or folder:PATH in the ADE20K layout (default pasteade)"
+    segp = _eval_parser(
+        subparsers, "segprobe", "linear segmentation head on frozen patch tokens (DINOv2's), mIoU", dataset="pasteade",
+        dataset_help=seg_set,
+    )  # fmt: skip
+    segp.add_argument("--blocks", type=int, choices=(1, 4), default=1, help="tokens of the last block, or last 4")
+    segp.add_argument("--seeds", type=positive_int, default=3, help="head seeds 0..N-1 (default 3)")
+    segp.set_defaults(func=_cmd_segprobe)
+    segk = _eval_parser(
+        subparsers, "segknn", "dense nearest-neighbour retrieval on frozen patch tokens (Hummingbird), mIoU",
+        dataset="pasteade", dataset_help=seg_set,
+    )  # fmt: skip
+    segk.add_argument("--k", type=positive_int, default=30, help="neighbours per patch (default 30)")
+    segk.add_argument("--temperature", type=float, default=0.02, help="softmax(sim / T) weights (default 0.02)")
+    segk.add_argument("--fraction", type=float, default=1.0, help="share of train in the memory bank (default 1)")
+    segk.add_argument("--seeds", type=positive_int, default=1, help="memory-bank subset seeds when --fraction < 1")
+    segk.set_defaults(func=_cmd_segknn)
+    for dense in (segp, segk):
+        dense.add_argument(
+            "--image-size", type=positive_int, default=None,
+            help="input side in px (position embeddings resampled; default: the encoder's own); in the record",
+        )  # fmt: skip
+
     table = subparsers.add_parser("table", help="build results/*.md, *.csv, fewshot.png and README.md from records")
     table.add_argument(
         "--records", type=Path, default=None, help="records folder (default $RILS_BENCH_RECORDS or results/records)"
@@ -79,7 +102,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _eval_parser(
-    subparsers: argparse._SubParsersAction, name: str, help_text: str, *, features: bool = False, dataset: str = ""
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    *,
+    features: bool = False,
+    dataset: str = "",
+    dataset_help: str = "",
 ) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     parser.add_argument(
@@ -89,7 +118,9 @@ def _eval_parser(
         "timm / MAE ViT state dict file (default: the most recent export under work_dirs/)",
     )
     if dataset:
-        parser.add_argument("--dataset", default=dataset, help=f"built-in name or csv:PATH (default {dataset})")
+        parser.add_argument(
+            "--dataset", default=dataset, help=dataset_help or f"built-in name or csv:PATH (default {dataset})"
+        )
     else:
         parser.add_argument(
             "--dataset",
@@ -233,6 +264,37 @@ def _cmd_retrieval(args: argparse.Namespace) -> int:
         )
     _report(records, args)
     return 0
+
+
+def _cmd_segprobe(args: argparse.Namespace) -> int:
+    from rils_bench.eval.segprobe import run_segprobe
+
+    common = _common(args, args.dataset)
+    record = run_segprobe(image_size=args.image_size, blocks=args.blocks, seeds=args.seeds, **common)
+    _print_seg(record)
+    _report([record], args)
+    return 0
+
+
+def _cmd_segknn(args: argparse.Namespace) -> int:
+    from rils_bench.eval.segknn import run_segknn
+
+    common = _common(args, args.dataset)
+    record = run_segknn(
+        image_size=args.image_size, k=args.k, temperature=args.temperature, fraction=args.fraction,
+        seeds=args.seeds, **common,
+    )  # fmt: skip
+    _print_seg(record)
+    _report([record], args)
+    return 0
+
+
+def _print_seg(record: dict[str, Any]) -> None:
+    m = record["metrics"]
+    print(
+        f"{record['task']} ({record['setting']}) on {record['dataset']} val: "
+        f"mIoU {m['mIoU']:.2f} ± {m['mIoU_std']:.2f}, mAcc {m['mAcc']:.2f}, aAcc {m['aAcc']:.2f}"
+    )
 
 
 def _cmd_table(args: argparse.Namespace) -> int:

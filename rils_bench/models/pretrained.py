@@ -14,6 +14,8 @@ Accepted:
   (`rils_bench.models.rils_official`), image and text tower.
 - `pixels` / `pixels:<size>`: no encoder at all, the resized, normalised image as the feature
   (`rils_bench.models.pixels`), the floor beside `random:<arch>`.
+- `reference:dinov2-s14`: a real pre-trained ViT-S/14 the suite ships (`rils_bench.models.reference`), the upper
+  anchor.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from rils_bench.checkpoint import (
 from rils_bench.fileio import sha256_of
 from rils_bench.models.foreign import load_foreign, parse_foreign_spec
 from rils_bench.models.pixels import PixelEncoder, parse_pixels_spec
+from rils_bench.models.reference import reference_as_timm_spec
 from rils_bench.models.registry import ImageTextEncoder, get_model_config, list_models, resolve_config
 from rils_bench.models.rils_official import is_official_layout, read_official, to_encoder_state
 
@@ -80,6 +83,11 @@ def load_pretrained(
         encoder = PixelEncoder(pixels)
         meta = {"model_config": encoder.config}
         return encoder.eval(), PretrainedInfo(spec, "pixels", "pixels", encoder.config["name"], None, meta=meta)
+    as_timm = reference_as_timm_spec(spec)
+    if as_timm is not None:  # the weights are a timm model's: loaded as one, recorded under the reference's name
+        encoder, info = load_pretrained(as_timm, seed=seed)
+        info.spec, info.kind, info.method = spec, "reference", spec.removeprefix("reference:")
+        return encoder, info
     foreign = parse_foreign_spec(spec)
     if foreign is not None:
         source, name, path = foreign

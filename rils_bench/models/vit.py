@@ -131,6 +131,21 @@ class VisionTransformer(nn.Module):
         nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
         nn.init.normal_(self.cls_token, std=0.02)
 
+    def set_input_size(self, img_size: int) -> None:
+        """Run at `img_size` from now on: the position embedding is resampled to the new patch grid the way timm
+        resamples a checkpoint's (bicubic, `resample_abs_pos_embed`), the cls position kept; the patch size stays."""
+        from timm.layers import resample_abs_pos_embed
+
+        patch = self.patch_embed.patch_size[0]
+        if img_size % patch:
+            raise ValueError(f"input size {img_size} is not a multiple of the patch size {patch}")
+        grid = img_size // patch
+        if grid == self.grid_size:
+            return
+        self.pos_embed = resample_abs_pos_embed(self.pos_embed, new_size=[grid, grid], num_prefix_tokens=1)
+        self.patch_embed.set_input_size(img_size=img_size)
+        self.num_patches, self.grid_size = self.patch_embed.num_patches, grid
+
     def embed_patches(self, images: torch.Tensor) -> torch.Tensor:
         """Patch tokens with their positions, no cls token. `[B, C, H, W] -> [B, L, D]`."""
         return self.patch_embed(images) + self.pos_embed[:, 1:]

