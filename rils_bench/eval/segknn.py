@@ -54,6 +54,11 @@ def knn_patch_scores(
     return torch.cat(out).numpy()
 
 
+def segknn_setting(*, k: int = K, temperature: float = TEMPERATURE, fraction: float = 1.0) -> str:
+    """The record setting of a segknn run, without its input size (`DenseProbe.record` appends `,<N>px`)."""
+    return f"k={k},T={temperature:g},bank={fraction:g}"
+
+
 def bank_subset(n_train: int, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of `fraction` of the train images (at least one), drawn with `seed`."""
     if not 0 < fraction <= 1:
@@ -120,8 +125,8 @@ def run_segknn(
     )  # fmt: skip
     log(f"segknn at {probe.size} px, bank {fraction:g} of train: mIoU {metrics['mIoU']:.2f}")
     record = probe.record(
-        task="segknn", setting=f"k={k},T={temperature:g},bank={fraction:g}", metrics=metrics, per_seed=per_seed,
-        seeds=seed_list, tokens="last block, final norm", options=options,
+        task="segknn", setting=segknn_setting(k=k, temperature=temperature, fraction=fraction), metrics=metrics,
+        per_seed=per_seed, seeds=seed_list, tokens="last block, final norm", options=options,
         hyperparameters={
             "k": k, "temperature": temperature, "memory_bank_fraction": fraction,
             "selection": "fixed (Hummingbird's k and temperature), not tuned; exact search; scored without matching",

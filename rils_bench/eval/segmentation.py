@@ -28,6 +28,7 @@ from rils_bench.precision import autocast
 from rils_bench.report.record import make_record
 
 SPLITS = {"train": "training", "val": "validation"}
+BUILTIN_SETS = {"pasteade": "", "shapes": "ade"}  # built-in name -> the folder holding its ADE20K-style tree
 PIXEL_PATCH = 8  # the pixels floor's "patch tokens": raw 8 x 8 RGB patches, the study encoders' patch
 
 
@@ -49,7 +50,8 @@ class SegSet:
 
 
 def resolve_seg_split(dataset: str, split: str) -> SegSet:
-    """`pasteade` (prepared if needed) or `folder:PATH` in the ADE20K layout.
+    """A built-in set (`pasteade`; `shapes`, drawn, for tests), prepared if needed, or `folder:PATH` in the ADE20K
+    layout.
 
     Raises:
         UserError: an unknown set, a missing folder, images without labels.
@@ -61,13 +63,14 @@ def resolve_seg_split(dataset: str, split: str) -> SegSet:
         from rils_bench.eval.datasets import folder_sha256
 
         sha, name = folder_sha256(root), root.resolve().name
-    elif dataset == "pasteade":
+    elif dataset in BUILTIN_SETS:
         from rils_bench.data.builtin import prepare
 
-        root = prepare.data_root() / dataset if prepare.state(dataset) == "prepared" else prepare.prepare(dataset)
-        sha, name = prepare.read_manifest(root)["content_sha256"], dataset
+        base = prepare.data_root() / dataset if prepare.state(dataset) == "prepared" else prepare.prepare(dataset)
+        root, sha, name = base / BUILTIN_SETS[dataset], prepare.read_manifest(base)["content_sha256"], dataset
     else:
-        raise UserError(f"unknown segmentation set {dataset!r}; known: pasteade, or folder:PATH (ADE20K layout)")
+        known = ", ".join(BUILTIN_SETS)
+        raise UserError(f"unknown segmentation set {dataset!r}; known: {known}, or folder:PATH (ADE20K layout)")
     folder = SPLITS[split]
     images = sorted((root / "images" / folder).glob("*.png"))
     if not images:

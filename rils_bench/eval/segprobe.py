@@ -39,6 +39,11 @@ WEIGHT_DECAY = 1e-4
 HOLDOUT = 0.1  # of train, for choosing the learning rate
 
 
+def segprobe_setting(*, blocks: int = 1) -> str:
+    """The record setting of a segprobe run, without its input size (`DenseProbe.record` appends `,<N>px`)."""
+    return f"linear,{'last' if blocks == 1 else 'last4'}"
+
+
 class LinearSegHead(nn.Module):
     """DINOv2's `BNHead` reduced to its linear case: BatchNorm over the token channels, then a 1x1 convolution."""
 
@@ -145,7 +150,7 @@ def run_segprobe(
     )
     log(f"segprobe at {probe.size} px (lr {lr:g}, chosen on train's hold-out): mIoU {metrics['mIoU']:.2f}")
     record = probe.record(
-        task="segprobe", setting=f"linear,{'last' if blocks == 1 else 'last4'}", metrics=metrics, per_seed=per_seed,
+        task="segprobe", setting=segprobe_setting(blocks=blocks), metrics=metrics, per_seed=per_seed,
         seeds=list(range(seeds)), options=options,
         tokens="last block, final norm" if blocks == 1 else "last 4 blocks, final norm, concatenated",
         hyperparameters={

@@ -29,7 +29,8 @@ SUMMARY_SHOTS = (1, 4, 16)
 CLASS_PROTOCOLS = {"linear": "linear", "knn": "kNN", "zeroshot": "zero-shot"}
 # (record metric keys, the first present is taken; column): mmdet's CocoMetric names them bbox_AP / segm_AP here.
 DENSE_METRICS = {"coco": [(("bbox_AP", "bbox_mAP"), "box AP"), (("segm_AP", "segm_mAP"), "mask AP")],
-                 "ade": [(("mIoU",), "mIoU")]}  # fmt: skip
+                 "ade": [(("mIoU",), "mIoU")],
+                 "segprobe": [(("mIoU",), "seg linear")], "segknn": [(("mIoU",), "seg kNN")]}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def values_by_checkpoint(records: Iterable[dict[str, Any]]) -> dict[tuple[str, s
     """(group, dataset, metric) -> checkpoint -> its values (probe seeds for few-shot, one value otherwise).
 
     Metrics: `k-shot`, `linear`, `kNN`, `zero-shot`, `i2t R@1` / `t2i R@1` (dataset = the retrieval subset),
-    `box AP` / `mask AP` / `mIoU` (dataset = the dense set). Only gap-feature, logistic-regression probes enter.
+    `box AP` / `mask AP` / `mIoU` / `seg linear` / `seg kNN` (mIoU of the frozen dense probes; dataset = the task).
+    Only gap-feature, logistic-regression probes enter.
     """
     out: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(dict)
     for r in records:
@@ -130,7 +132,7 @@ def summary_cells(
             cell = averaged(parts) if len(parts) == len(sets) else None
             if cell is not None:
                 row[column] = cell
-        for task, label in [("coco", "box AP"), ("coco", "mask AP"), ("ade", "mIoU")]:
+        for task, label in ((task, label) for task, metrics in DENSE_METRICS.items() for _, label in metrics):
             if (group, task, label) in values:
                 row[label] = pooled(values[group, task, label])
         out[group] = row

@@ -18,7 +18,9 @@ from rils_bench.report.study import (
     summary_cells,
 )
 
-SUMMARY_PROTOCOLS = ("linear", "kNN", "zero-shot", "i2t R@1", "t2i R@1", "box AP", "mask AP", "mIoU")
+SUMMARY_PROTOCOLS = (
+    "linear", "kNN", "zero-shot", "i2t R@1", "t2i R@1", "box AP", "mask AP", "mIoU", "seg linear", "seg kNN",
+)  # fmt: skip
 DETAIL_COLUMNS = ("1-shot", "2-shot", "4-shot", "8-shot", "16-shot", "linear", "kNN", "zero-shot")
 
 

@@ -28,6 +28,8 @@ from rils_bench.report.summary_page import commands, detail_markdown, lead, summ
 ROW = ["method", "arch", "text", "steps", "checkpoint", "precision"]  # an encoder (and how it was run), every table
 CLASSIFICATION_TASKS = ("linear", "zeroshot", "knn")
 DENSE_TASKS = ("coco", "ade")
+DENSE_PROBE_TASKS = ("segprobe", "segknn")  # frozen patch tokens, no fine-tuning (`rils_bench.eval.segmentation`)
+DENSE_PROBE_METRICS = ("mIoU", "mIoU_std", "mAcc", "aAcc")
 IN_DOMAIN = ("fashion-mnist", "animal-mnist")  # built-in sets whose images are in the pre-training pairs
 DENSE_ORDER = ("bbox_mAP", "segm_mAP", "AP50", "AP75", "APs", "APm", "APl", "mIoU", "mAcc", "aAcc")
 
@@ -118,6 +120,24 @@ def pivot(frame: pd.DataFrame, column: str, cell: Callable[[pd.Series], str]) ->
     return wide[list(pd.unique(frame[column]))].fillna("").reset_index().rename_axis(columns=None)
 
 
+def dense_probe_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per frozen dense probe record: dataset, probe (task and setting, the input size last), encoder,
+    metrics."""
+    rows = [
+        {"dataset": r["dataset"], "probe": f"{r['task']} {r['setting']}", **checkpoint_columns(r), **r["metrics"]}
+        for r in records
+        if r["task"] in DENSE_PROBE_TASKS
+    ]
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["dataset", "probe", *ROW])
+    return frame.sort_values(["dataset", "probe", *ROW], ignore_index=True)
+
+
+def _probe_table(frame: pd.DataFrame) -> pd.DataFrame:
+    table = metric_columns(frame, DENSE_PROBE_METRICS)
+    table.insert(0, "probe", frame["probe"].reset_index(drop=True))
+    return table
+
+
 def metric_columns(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     """Encoders as rows, each of `metrics` that some row has as a column, two decimals."""
     present = [m for m in metrics if m in frame.columns and frame[m].notna().any()]
@@ -192,6 +212,9 @@ def build_tables(*, records: Path | None = None, out: Path = Path("results")) ->
         "retrieval": (ret, per_dataset("Retrieval (%)", RETRIEVAL_NOTE, ret, lambda f: metric_columns(f, ret_metrics))),
         "dense": (dense, per_dataset("Dense transfer", DENSE_NOTE, dense, lambda f: metric_columns(f, dense_metrics))),
     }
+    probes = dense_probe_frame(every)
+    if not probes.empty:  # a page of its own only once there are probe records (results/ stays as it was before)
+        pages["dense_probes"] = (probes, per_dataset("Frozen dense probes", DENSE_PROBE_NOTE, probes, _probe_table))
     values, state = values_by_checkpoint(every), study_state(out, every)
     retrieval = sorted({r["dataset"] for r in every if r["task"] == "retrieval"})
     written = []
@@ -229,6 +252,11 @@ CLASS_NOTE = (
 )
 RETRIEVAL_NOTE = "Recall@k of the paired caption (image -> text, i2t) or image (text -> image, t2i)."
 DENSE_NOTE = "Fine-tuned with mmdet (coco: box / mask mAP) and mmseg (ade: mIoU, mAcc, aAcc) on the built-in sets."
+DENSE_PROBE_NOTE = (
+    "Frozen patch tokens, no fine-tuning: `segprobe` (DINOv2's linear head, lr chosen on a hold-out of train, mean and "
+    "std over head seeds) and `segknn` (Hummingbird's dense nearest-neighbour retrieval, no training); mIoU, mAcc, "
+    "aAcc (%) on val at the labels' resolution. The probe's input size ends its setting."
+)
 
 
 def readme(records: Sequence[dict[str, Any]], summary: str, state: dict[str, Any], curves: bool) -> str:

@@ -242,6 +242,7 @@ def eval_units(study: Study, enc: Encoder) -> list[Unit]:
                 needs_text=True,
             )
         )
+    units += dense_probe_units(ev.get("dense_probes"), enc)
     if ev.get("retrieval"):
         units.append(
             Unit(
@@ -252,6 +253,33 @@ def eval_units(study: Study, enc: Encoder) -> list[Unit]:
             )
         )
     return units  # fmt: skip
+
+
+def dense_probe_units(probes: dict[str, Any] | None, enc: Encoder) -> list[Unit]:
+    """The frozen dense probes of the study config's `evaluation.dense_probes` (dataset, image_size, tasks,
+    head_seeds); none when it is absent."""
+    from functools import partial
+
+    from rils_bench.eval.segknn import run_segknn, segknn_setting
+    from rils_bench.eval.segprobe import run_segprobe, segprobe_setting
+
+    if not probes:
+        return []
+    ds, size, seeds = probes["dataset"], int(probes["image_size"]), int(probes.get("head_seeds", 3))
+    units = []
+    if "segprobe" in probes["tasks"]:
+        units.append(Unit(
+            (enc.ident, "segprobe", ds, f"{segprobe_setting()},{size}px", tuple(range(seeds))),
+            f"segprobe {ds} at {size} px x {seeds} head seeds",
+            partial(run_segprobe, dataset=ds, image_size=size, seeds=seeds, log=quiet),
+        ))  # fmt: skip
+    if "segknn" in probes["tasks"]:
+        units.append(Unit(
+            (enc.ident, "segknn", ds, f"{segknn_setting()},{size}px", (0,)),
+            f"segknn {ds} at {size} px",
+            partial(run_segknn, dataset=ds, image_size=size, log=quiet),
+        ))  # fmt: skip
+    return units
 
 
 def recorded(root: Path, precision: str) -> set[tuple]:

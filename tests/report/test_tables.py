@@ -181,3 +181,16 @@ def test_the_text_tower_is_part_of_a_rows_identity(tmp_path):
     page = (tmp_path / "out" / "classification.md").read_text()
     assert "| rils | rils_vit_tiny_patch8 | hf:minilm | 350 | bbbbbbbbbbbb |" in page
     assert "| rils | rils_vit_tiny_patch8 | clip | 350 | cccccccccccc |" in page
+
+
+def test_dense_probe_records_get_their_own_page_and_none_leaves_results_as_they_were(records, tmp_path):
+    build_tables(records=records, out=tmp_path / "before")
+    assert not (tmp_path / "before" / "dense_probes.md").exists()  # no probe records: no new page
+    metrics = {"mIoU": 19.024, "mIoU_std": 0.19, "mAcc": 25.5, "aAcc": 83.8}
+    write_record(simple(RILS, "segprobe", "pasteade", metrics, "linear,last,224px"), records)
+    write_record(simple(RANDOM, "segknn", "pasteade", {**metrics, "mIoU": 10.1}, "k=30,T=0.02,bank=1,128px"), records)
+    build_tables(records=records, out=tmp_path / "after")
+    page = (tmp_path / "after" / "dense_probes.md").read_text()
+    assert "## pasteade" in page and "| segprobe linear,last,224px | rils |" in page and "| 19.02 | 0.19 |" in page
+    assert "| segknn k=30,T=0.02,bank=1,128px | random |" in page and "| 10.10 |" in page
+    assert (tmp_path / "after" / "dense.md").read_text() == (tmp_path / "before" / "dense.md").read_text()

@@ -68,3 +68,20 @@ def test_curves_merge_resumed_logs_and_keep_only_loss_terms(tmp_path):
         (folder / "scalars.json").write_text("\n".join(lines) + "\n{cut")
     curves = read_curves(tmp_path, batch_size=16)
     assert curves == {"step": [1, 2, 3], "images_seen": [16, 32, 48], "itc": [2.0, 1.4, 1.0], "loss": [3.0, 2.4, 2.0]}
+
+
+@pytest.mark.slow
+def test_a_dense_probe_unit_key_is_the_key_of_the_record_it_writes(study, monkeypatch, tmp_path):
+    from rils_bench.data.builtin import prepare
+    from rils_bench.eval.features import precision_of
+
+    prepare.prepare("shapes", root=tmp_path / "data")
+    monkeypatch.setenv("RILS_BENCH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("RILS_BENCH_FEATURES", str(tmp_path / "features"))
+    enc = stages.Encoder("pixels:8", "pixels:8", "pixels:8")
+    units = {u.key[1]: u for u in stages.eval_units(study, enc) if u.key[1] in ("segprobe", "segknn")}
+    assert set(units) == {"segprobe", "segknn"}
+    assert units["segprobe"].key == ("pixels:8", "segprobe", "shapes", "linear,last,64px", (0,))
+    for unit in units.values():
+        unit.run(ckpt=enc.spec, records=study.records)
+    assert {u.key for u in units.values()} <= stages.recorded(study.records, precision_of(None))  # what auto picks

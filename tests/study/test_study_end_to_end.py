@@ -42,13 +42,17 @@ def test_quick_study_fills_every_table_and_resumes_without_redoing(tmp_path, mon
         assert "loss" in run["curves"] and run["git_sha"]
     records = read_records(results / "records")
     by_task = {
-        t: [r for r in records if r["task"] == t] for t in ("fewshot", "linear", "knn", "zeroshot", "coco", "ade")
+        t: [r for r in records if r["task"] == t]
+        for t in ("fewshot", "linear", "knn", "zeroshot", "coco", "ade", "segprobe", "segknn")
     }
     trained = {r["checkpoint"]["method"] for r in by_task["fewshot"]}
     assert trained == METHODS | {"random", "pixels"}
     assert {r["checkpoint"]["method"] for r in by_task["zeroshot"]} == METHODS - {"mae"} | {"random"}  # text towers
     assert {r["checkpoint"]["method"] for r in by_task["coco"]} == METHODS | {"random"}  # seed 0 + the random floor
     assert {r["checkpoint"]["method"] for r in by_task["ade"]} == METHODS | {"random"}
+    for probe in ("segprobe", "segknn"):  # every encoder, the floors included, at the probes' 64 px
+        assert {r["checkpoint"]["method"] for r in by_task[probe]} == METHODS | {"random", "pixels"}
+        assert all(r["config"]["image_size"] == 64 for r in by_task[probe])
 
     # Two pre-training seeds give two checkpoints and distinguishable records.
     rils = {r["seed"]: r for r in runs if r["method"] == "rils"}
@@ -60,12 +64,20 @@ def test_quick_study_fills_every_table_and_resumes_without_redoing(tmp_path, mon
     readme = (results / "README.md").read_text()
     summary = pd.read_csv(results / "summary.csv")
     assert set(summary["method"]) == METHODS | {"random", "pixels"}
-    assert {"1-shot", "linear", "kNN", "zero-shot", "i2t R@1", "box AP", "mask AP", "mIoU"} <= set(summary["column"])
+    columns = {"1-shot", "linear", "kNN", "zero-shot", "i2t R@1", "box AP", "mask AP", "mIoU", "seg linear", "seg kNN"}
+    assert columns <= set(summary["column"])
     assert all(f"| {m} |" in readme for m in METHODS | {"random", "pixels"})
     detail = (results / "study.md").read_text()
     for _, row in summary[summary["column"].isin(["1-shot", "linear", "kNN"])].iterrows():
         assert f"| {row['method']} |" in detail and f"{row['mean']:.2f} ± {row['std']:.2f} ({row['n']})" in detail
-    for name in ("fewshot.png", "pretrain_curves.png", "dense.md", "retrieval.md", "classification.md"):
+    for name in (
+        "fewshot.png",
+        "pretrain_curves.png",
+        "dense.md",
+        "dense_probes.md",
+        "retrieval.md",
+        "classification.md",
+    ):
         assert (results / name).stat().st_size > 0
     seconds = json.loads((results / "study.json").read_text())["seconds"]
     assert set(seconds) == {"pretrain", "eval", "dense-coco", "dense-ade"}
