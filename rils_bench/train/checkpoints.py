@@ -40,13 +40,18 @@ def resume_types() -> list[type | Any]:
 
 
 @contextlib.contextmanager
-def refuse_unsafe_file(path: str | Path, what: str) -> Iterator[None]:
+def refuse_unsafe_file(path: str | Path, what: str, *, structure: bool = True) -> Iterator[None]:
     """Turn what loading `path` can raise into one `UserError` line, `what` followed by the path: torch's
-    weights-only refusal (naming what the file wanted), a file that is no torch checkpoint, or one that is not the
-    dict mmengine saves."""
+    weights-only refusal (naming what the file wanted), a file that is no torch checkpoint, or (with `structure`)
+    one that is not the dict mmengine saves. Without `structure` only unpickling errors are caught: a file that was
+    checked already (`check_resume_file`) and still fails later has met a real incompatibility, whose traceback
+    is kept."""
+    caught = (
+        (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError) if structure else pickle.UnpicklingError
+    )
     try:
         yield
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError) as err:
+    except caught as err:
         text = str(err).strip()
         if not _looks_like_torch_file(path):
             reason = "not a torch checkpoint"

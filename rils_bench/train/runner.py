@@ -47,7 +47,8 @@ class PretrainRunner(Runner):
         if resume_from is not None:
             check_resume_file(resume_from, self.work_dir)
             self.logger.info(f"resuming from {resume_from}")
-            with compat.weights_only_loads(resume_types()), refuse_unsafe_file(resume_from, "cannot resume from "):
+            safe = refuse_unsafe_file(resume_from, "cannot resume from ", structure=False)
+            with compat.weights_only_loads(resume_types()), safe:
                 self.resume(resume_from)
         elif self._load_from is not None:
             with compat.weights_only_loads(resume_types()), refuse_unsafe_file(self._load_from, "load_from="):
