@@ -183,6 +183,8 @@ def floor_check(
     rows = []
     groups = sorted({g for g, _, _ in values if g not in FLOOR_METHODS}, key=sort_key)
     for group in groups:
+        if not any(shots_recorded(values, group, ds) for ds in datasets):
+            continue  # no few-shot record at all (e.g. the reference encoder, probed densely only): nothing to count
         row = {"method": group}
         for ds in datasets:
             shots = shots_recorded(values, group, ds)

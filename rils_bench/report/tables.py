@@ -265,8 +265,10 @@ def readme(records: Sequence[dict[str, Any]], summary: str, state: dict[str, Any
     encoders = ({k: v for k, v in checkpoint_columns(r).items() if k != "precision"} for r in records)
     checkpoints = sorted({tuple(e.values()) for e in encoders}, key=str)
     shas = ", ".join(f"`{s}`" for s in sorted({r.get("git_sha", "unknown") for r in records})) or "(none)"
+    probes = any(r["task"] in DENSE_PROBE_TASKS for r in records)  # their section only once they exist
     lines = [summary, DETAIL_HEAD + ("`pretrain_curves.png` (loss terms against images seen, one line per method).\n"
-             if curves else "\n"), regenerate(state), PROTOCOLS]  # fmt: skip
+             if curves else "\n"), regenerate(state), PROTOCOLS, *([DENSE_PROBE_PROTOCOL] if probes else []),
+             "## Provenance\n"]  # fmt: skip
     lines += [f"Built from {len(records)} record(s) under `results/records/`, by code at git {shas}.", ""]
     lines.append("Checkpoints (method, architecture, text tower, pre-training steps, id):")
     lines += [f"- {m}, {a}, text tower {t}, {s} steps: `{c}`" for m, a, t, s, c in checkpoints] or ["- (none yet)"]
@@ -341,6 +343,13 @@ projected embeddings.
 
 Detection and instance segmentation (coco records: box and mask mAP) and semantic segmentation (ade records:
 mIoU, mAcc, aAcc), from the mmdet / mmseg fine-tuning harness on the built-in `pastecoco` / `pasteade` sets.
+"""
+DENSE_PROBE_PROTOCOL = """## `dense_probes.md`, `dense_probes.csv`
 
-## Provenance
+Frozen patch tokens, no fine-tuning: `rils-bench segprobe` (DINOv2's linear head; its learning rate chosen on a 10 %
+hold-out of train; mean and std over head seeds) and `rils-bench segknn` (Hummingbird's dense nearest-neighbour
+retrieval, no training, scored without matching), mIoU / mAcc / aAcc on pasteade val; the summary's `seg linear` and
+`seg kNN` columns are their mIoU. The input size ends the setting (the 32-px study encoders run at 128 px, the 16 x 16
+patch grid the reference ViT-S/14 has at 224 px). `dinov2-s14` is the reference encoder (`--ckpt
+reference:dinov2-s14`, a publicly pre-trained ViT-S/14), an upper anchor beside the floors.
 """

@@ -148,3 +148,15 @@ def test_tables_lead_with_the_summary_and_its_csv_matches_the_detail(tmp_path):
     assert "| rils | 25.00 ± 12.91 (4) | 61.00 ± 1.41 (2) |" in detail  # fashion: 1-shot, linear
     assert linear["mean"] == pytest.approx((61.0 + 72.0) / 2) and linear["n"] == 2
     assert (out / "fewshot.png").stat().st_size > 0 and not (out / "pretrain_curves.png").exists()
+
+
+def test_an_encoder_without_few_shot_records_is_left_out_of_the_floor_check():
+    from rils_bench.report.study import floor_check
+
+    values = {
+        ("rils", "fashion-mnist", "1-shot"): {"a": [50.0, 52.0]},
+        ("random", "fashion-mnist", "1-shot"): {"r": [20.0, 22.0]},
+        ("dinov2-s14", "segprobe", "seg linear"): {"d": [19.0]},
+    }
+    rows = floor_check(values, ["fashion-mnist"], "random")
+    assert [r["method"] for r in rows] == ["rils"] and rows[0]["fashion-mnist"] == "above at 1/1 k, below at 0/1"
