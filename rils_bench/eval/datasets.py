@@ -142,9 +142,7 @@ def builtin_root(name: str) -> Path:
     """The prepared directory of a built-in set; prepared now (default seed and options) if it is not yet."""
     from rils_bench.data.builtin import prepare
 
-    if prepare.state(name) == "prepared":
-        return prepare.data_root() / name
-    return prepare.prepare(name)
+    return prepare.prepared(name)
 
 
 def _manifest_sha256(base: Path) -> str:

@@ -66,7 +66,7 @@ def resolve_seg_split(dataset: str, split: str) -> SegSet:
     elif dataset in BUILTIN_SETS:
         from rils_bench.data.builtin import prepare
 
-        base = prepare.data_root() / dataset if prepare.state(dataset) == "prepared" else prepare.prepare(dataset)
+        base = prepare.prepared(dataset)
         root, sha, name = base / BUILTIN_SETS[dataset], prepare.read_manifest(base)["content_sha256"], dataset
     else:
         known = ", ".join(BUILTIN_SETS)

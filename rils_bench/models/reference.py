@@ -30,5 +30,4 @@ def reference_as_timm_spec(spec: str) -> str | None:
     from rils_bench.data.builtin import prepare
     from rils_bench.data.builtin.reference_encoders import WEIGHTS_FILE
 
-    root = prepare.data_root() / name if prepare.state(name) == "prepared" else prepare.prepare(name)
-    return f"timm:{REFERENCES[name]}={root / WEIGHTS_FILE}"
+    return f"timm:{REFERENCES[name]}={prepare.prepared(name) / WEIGHTS_FILE}"

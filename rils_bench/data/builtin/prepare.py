@@ -67,6 +67,12 @@ def state(name: str, root: Path | None = None) -> str:
     return "prepared" if manifest.get("code_version") == dataset.code_version else "stale"
 
 
+def prepared(name: str) -> Path:
+    """The prepared directory of built-in `name` under `data_root()`; prepared now (default seed and options) if it
+    is missing or stale."""
+    return data_root() / name if state(name) == "prepared" else prepare(name)
+
+
 def prepare(
     name: str, *, root: Path | None = None, seed: int = 0, force: bool = False, options: dict[str, Any] | None = None
 ) -> Path:
