@@ -47,6 +47,7 @@ def _cmd_dense(args: argparse.Namespace) -> int:
         max_iters=args.max_iters,
         seed=args.seed,
         precision=args.precision,
+        holdout=args.holdout,
     )
     return 0
 
@@ -93,5 +94,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     dense.add_argument(
         "--precision", choices=PRECISIONS, default="auto",
         help="auto (default): bf16 autocast on a GPU or a CPU with native bf16, else fp32; recorded with the result",
+    )  # fmt: skip
+    dense.add_argument(
+        "--holdout", type=float, metavar="FRACTION",
+        help="choose a recipe without val: train on the first 1-FRACTION of the train split, evaluate on the rest "
+        "(the record's split is train-holdout; tables leave it out)",
     )  # fmt: skip
     dense.set_defaults(func=_cmd_dense)

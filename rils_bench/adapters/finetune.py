@@ -20,6 +20,7 @@ from mmengine.logging import print_log
 
 from rils_bench.adapters import dense_config
 from rils_bench.adapters.convert import backbone_source, write_backbone
+from rils_bench.adapters.holdout import HOLDOUT_SPLIT, hold_out
 from rils_bench.amp import apply_precision
 from rils_bench.data.builtin import prepare as builtin
 from rils_bench.errors import UserError
@@ -63,6 +64,7 @@ def run_dense(
     seed: int = 0,
     records_root: Path | None = None,
     precision: str = "auto",
+    holdout: float | None = None,
 ) -> dict[str, float | None]:
     """Fine-tune and evaluate `ckpt` on a dense task; write its result record; return the record's metrics.
 
@@ -80,6 +82,9 @@ def run_dense(
         records_root: where the record goes; default `rils_bench.report.record.records_dir()`.
         precision: `auto | fp32 | bf16 | fp16` (`rils_bench.precision`): fine-tuning and validation run under
             autocast in it, weights stay fp32; recorded with the result.
+        holdout: train on the first `1 - holdout` of the train split and evaluate on the rest
+            (`rils_bench.adapters.holdout`), for choosing a recipe without val; the record's split is then
+            `train-holdout`.
 
     Raises:
         UserError: unknown task, missing config, unreadable checkpoint or one without an image encoder.
@@ -112,11 +117,15 @@ def run_dense(
         dense_config.shorten(cfg, max_iters)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if holdout is not None:
+        n = hold_out(cfg, task, holdout, work_dir / "holdout")
+        print_log(f"hold-out: validating on the last {n} train images, training on the rest", logger="current")
     metrics, seconds = _train_and_evaluate(cfg, task)
-    setting = describe_setting(path.stem, max_iters, cfg_options)
+    setting = describe_setting(path.stem, max_iters, cfg_options, holdout)
     if is_main_process():
         record = make_record(
-            checkpoint=info, task=task, dataset=cfg.get("dataset_name", path.stem), split="val", metrics=metrics,
+            checkpoint=info, task=task, dataset=cfg.get("dataset_name", path.stem),
+            split="val" if holdout is None else HOLDOUT_SPLIT, metrics=metrics,
             precision=resolved.name,
             setting=setting, dataset_sha256=dataset_sha, seeds=[seed],
             hyperparameters=dense_config.hyperparameters(cfg),
@@ -129,8 +138,10 @@ def run_dense(
     return metrics
 
 
-def describe_setting(config_name: str, max_iters: int | None, cfg_options: dict[str, Any] | None) -> str:
-    """The record's setting: the config's name plus every override.
+def describe_setting(
+    config_name: str, max_iters: int | None, cfg_options: dict[str, Any] | None, holdout: float | None = None
+) -> str:
+    """The record's setting: the config's name plus every override (and the hold-out fraction).
 
     A variant then never replaces the record of the config as written (records are keyed by setting);
     `dataset_name` is left out, it is the record's dataset already.
@@ -139,7 +150,7 @@ def describe_setting(config_name: str, max_iters: int | None, cfg_options: dict[
     overrides = {k: v for k, v in (cfg_options or {}).items() if k != "dataset_name"}
     if overrides:
         setting += " [" + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) + "]"
-    return setting
+    return setting if holdout is None else f"{setting} (train hold-out {holdout})"
 
 
 def _data_root(path: Path, data_root: str | os.PathLike | None) -> tuple[str | None, str | None]:

@@ -3,8 +3,11 @@
 Parameter `p` at depth `layer_id(p)` gets `lr * decay ** (num_layers + 1 - layer_id)`: the patch embedding, cls
 token and position embedding are layer 0, block i is layer i + 1, and everything above the backbone (its final
 norm, the neck, the heads) is layer `num_layers + 1`, trained at the full rate. ViTDet uses a decay of 0.7, MAE's
-UperNet 0.65. No weight decay on the position embedding, the cls token, norms and biases (every one-dimensional
-parameter); weight matrices and ViTDet's relative position tables are decayed.
+UperNet 0.65. `backbone_lr_mult` scales layers 0 to `num_layers` once more (the final norm and the heads keep
+theirs): short schedules on small sets then train the new heads fast while a pre-trained encoder moves little,
+so the score says more about what pre-training put in the encoder. No weight decay on the position
+embedding, the cls token, norms and biases (every one-dimensional parameter); weight matrices and ViTDet's relative
+position tables are decayed.
 
 Works on parameter names (`backbone.blocks.3.attn.qkv.weight`), so one constructor serves mmdet and mmseg.
 """
@@ -40,7 +43,14 @@ def no_weight_decay(name: str, ndim: int) -> bool:
 
 
 def param_groups(
-    model: nn.Module, *, lr: float, weight_decay: float, decay_rate: float, num_layers: int, prefix: str = "backbone."
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    decay_rate: float,
+    num_layers: int,
+    prefix: str = "backbone.",
+    backbone_lr_mult: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups, one per (layer, decayed or not), highest lr first.
 
@@ -55,7 +65,7 @@ def param_groups(
         skip_decay = no_weight_decay(name, param.ndim)
         key = (layer, skip_decay)
         if key not in groups:
-            scale = decay_rate ** (num_layers + 1 - layer)
+            scale = decay_rate ** (num_layers + 1 - layer) * (backbone_lr_mult if layer <= num_layers else 1.0)
             groups[key] = {
                 "params": [],
                 "param_names": [],
@@ -73,8 +83,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """mmengine optimizer-wrapper constructor with layer-wise lr decay; registered for mmdet and mmseg.
 
     `paramwise_cfg`: `layer_decay_rate` (required), `num_layers` (default: `model.backbone.num_layers`, its number
-    of blocks), `backbone_prefix` (default `"backbone."`). The optimizer's `lr` and `weight_decay` are the base
-    values. Example::
+    of blocks), `backbone_prefix` (default `"backbone."`), `backbone_lr_mult` (default 1). The optimizer's `lr` and
+    `weight_decay` are the base values. Example::
 
         optim_wrapper = dict(
             constructor="LayerDecayOptimWrapperConstructor",
@@ -83,10 +93,11 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     def _validate_cfg(self) -> None:
-        unknown = set(self.paramwise_cfg) - {"layer_decay_rate", "num_layers", "backbone_prefix"}
+        unknown = set(self.paramwise_cfg) - {"layer_decay_rate", "num_layers", "backbone_prefix", "backbone_lr_mult"}
         if unknown or "layer_decay_rate" not in self.paramwise_cfg:
             raise ValueError(
-                f"paramwise_cfg needs layer_decay_rate (optional num_layers, backbone_prefix); got {unknown}"
+                "paramwise_cfg needs layer_decay_rate (optional num_layers, backbone_prefix, backbone_lr_mult); "
+                f"got {unknown}"
             )
         if self.base_lr is None or self.base_wd is None:
             raise ValueError("layer decay needs the optimizer's lr and weight_decay")
@@ -103,6 +114,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             decay_rate=self.paramwise_cfg["layer_decay_rate"],
             num_layers=num_layers,
             prefix=self.paramwise_cfg.get("backbone_prefix", "backbone."),
+            backbone_lr_mult=self.paramwise_cfg.get("backbone_lr_mult", 1.0),
         )
         for group in groups:
             print_log(

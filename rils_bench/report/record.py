@@ -27,6 +27,10 @@ SCHEMA = "rils_bench/record/v1"
 TASKS = ("fewshot", "linear", "zeroshot", "knn", "retrieval", "coco", "ade", "segprobe", "segknn")
 
 
+# The split of a record that scored a hold-out of the train split (choosing a recipe without val): not a result.
+HOLDOUT_SPLIT = "train-holdout"
+
+
 def records_dir() -> Path:
     """`$RILS_BENCH_RECORDS`, default `results/records` under the current directory."""
     return Path(os.environ.get("RILS_BENCH_RECORDS", "results/records"))

@@ -20,7 +20,7 @@ import pandas as pd
 from rils_bench.errors import UserError
 from rils_bench.fileio import atomic_write
 from rils_bench.report import plots
-from rils_bench.report.record import read_records, records_dir
+from rils_bench.report.record import HOLDOUT_SPLIT, read_records, records_dir
 from rils_bench.report.runs import curves_by_method, read_runs
 from rils_bench.report.study import values_by_checkpoint
 from rils_bench.report.summary_page import commands, detail_markdown, lead, summary_frame
@@ -198,7 +198,7 @@ def build_tables(*, records: Path | None = None, out: Path = Path("results")) ->
     root = records or records_dir()
     if not root.is_dir():
         raise UserError(f"records folder {root} does not exist: nothing to build tables from (results/ left as is)")
-    every = read_records(root)
+    every = [r for r in read_records(root) if r["split"] != HOLDOUT_SPLIT]  # hold-outs justify a recipe only
     if not every:
         raise UserError(f"records folder {root} holds no usable records: refusing to write empty tables over {out}")
     few, cls = fewshot_frame(every), classification_frame(every)

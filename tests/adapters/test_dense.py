@@ -101,8 +101,8 @@ def _train_losses(work_dir) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["coco", "ade"])
-def test_two_iterations_train_and_evaluate(task, exported, shapes_root, tmp_path):
+@pytest.mark.parametrize(("task", "holdout"), [("coco", 0.5), ("ade", None)])  # coco: the riskier hold-out path
+def test_two_iterations_train_and_evaluate(task, holdout, exported, shapes_root, tmp_path):
     path, _ = exported
     ckpt = str(path) if task == "coco" else f"random:{ARCH}"  # an exported checkpoint and the random baseline
     records = tmp_path / "records"
@@ -116,6 +116,7 @@ def test_two_iterations_train_and_evaluate(task, exported, shapes_root, tmp_path
         cfg_options={"dataset_name": f"shapes-{task}", **faster},
         max_iters=2,
         records_root=records,
+        holdout=holdout,
     )
     assert list(metrics) == list(dense_config.TASKS[task].metric_names)
     assert all(v is None or math.isfinite(v) for v in metrics.values())
@@ -127,7 +128,14 @@ def test_two_iterations_train_and_evaluate(task, exported, shapes_root, tmp_path
     (record,) = read_records(records, task=task)
     assert record["dataset"] == f"shapes-{task}" and record["metrics"] == metrics
     overrides = ", ".join(f"{k}={v}" for k, v in faster.items())
-    assert record["setting"] == f"{dense_config.resolve_config_path(task, None).stem} (max_iters=2) [{overrides}]"
+    setting = f"{dense_config.resolve_config_path(task, None).stem} (max_iters=2) [{overrides}]"
+    if holdout is None:
+        assert record["split"] == "val" and record["setting"] == setting
+    else:  # scored on the held-out train images: COCO ground truth of those images only, nothing from val
+        assert record["split"] == "train-holdout" and record["setting"] == f"{setting} (train hold-out 0.5)"
+        held = json.loads((tmp_path / "work" / "holdout" / "instances_train-holdout.json").read_text())
+        assert "instances_train-holdout.json" in record["config"]["resolved"]
+        assert "instances_val" not in record["config"]["resolved"] and held["images"]
     assert record["checkpoint"]["sha256"] == (sha256_of(path) if task == "coco" else None)
     assert record["checkpoint"]["arch"] == ARCH and record["hyperparameters"]["schedule"]["max_iters"] == 2
     assert torch.load(tmp_path / "work" / "backbone.pth", weights_only=True)["meta"]["arch"] == ARCH

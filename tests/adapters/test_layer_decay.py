@@ -54,6 +54,19 @@ def test_param_groups_scales_and_decay():
     assert groups[0]["lr_scale"] == 1.0  # what mmengine logs as "lr" is the base lr
 
 
+def test_backbone_lr_mult_scales_the_blocks_only():
+    model = _Detector()
+    plain = param_groups(model, lr=1.0, weight_decay=0.1, decay_rate=0.5, num_layers=2)
+    slowed = param_groups(model, lr=1.0, weight_decay=0.1, decay_rate=0.5, num_layers=2, backbone_lr_mult=0.1)
+    before = {name: group["lr"] for group in plain for name in group["param_names"]}
+    after = {name: group["lr"] for group in slowed for name in group["param_names"]}
+    for name, lr in before.items():
+        in_blocks = name.startswith("backbone.") and layer_id(name, 2) <= 2
+        assert after[name] == pytest.approx(lr * 0.1 if in_blocks else lr), name
+    assert after["backbone.blocks.1.attn.qkv.weight"] == pytest.approx(0.05)
+    assert after["head.weight"] == 1.0
+
+
 @pytest.mark.parametrize("scope", ["mmdet", "mmseg"])
 def test_built_through_the_registry(scope):
     import importlib

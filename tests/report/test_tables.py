@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from rils_bench.models.pretrained import PretrainedInfo
-from rils_bench.report.record import make_record, read_records, write_record
+from rils_bench.report.record import HOLDOUT_SPLIT, make_record, read_records, write_record
 from rils_bench.report.tables import build_tables, fewshot_frame
 
 RILS = PretrainedInfo("runs/rils.pt", "rils-bench", "rils", "rils_vit_tiny_patch8", "a" * 64, steps=2000, seed=0)
@@ -118,6 +118,15 @@ def test_tables_have_the_right_shape_and_cells(records, tmp_path):
     readme = (out / "README.md").read_text()
     assert "Built from 10 record(s)" in readme and "`abc123`" in readme
     assert f"- rils, rils_vit_tiny_patch8, text tower clip, 2000 steps: `{'a' * 12}`" in readme
+
+
+def test_a_train_holdout_record_stays_out_of_the_tables(records, tmp_path):
+    """`dense --holdout` records justify a recipe; a table cell built from one would pass a train score for val."""
+    holdout = simple(RANDOM, "ade", "pasteade", {"mIoU": 99.0, "mAcc": 99.0, "aAcc": 99.0})
+    write_record({**holdout, "split": HOLDOUT_SPLIT}, records)
+    build_tables(records=records, out=tmp_path / "results")
+    assert "99.00" not in (tmp_path / "results" / "dense.md").read_text()
+    assert "Built from 10 record(s)" in (tmp_path / "results" / "README.md").read_text()
 
 
 def test_tables_are_deterministic(records, tmp_path):
