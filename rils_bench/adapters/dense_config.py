@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 
 from rils_bench.adapters.backbone import resolve_out_indices
 from rils_bench.errors import UserError
@@ -133,10 +133,7 @@ def apply_classes(cfg: Config, task: str, classes: list[str]) -> None:
         loader = cfg.get(key)
         if not loader:
             continue
-        dataset = loader.dataset
-        while "dataset" in dataset:  # RepeatDataset and other wrappers
-            dataset = dataset.dataset
-        dataset.metainfo = dict(classes=tuple(classes))
+        innermost(loader.dataset).metainfo = dict(classes=tuple(classes))
     if task == "coco":
         cfg.model.roi_head.bbox_head.num_classes = len(classes)
         cfg.model.roi_head.mask_head.num_classes = len(classes)
@@ -144,6 +141,13 @@ def apply_classes(cfg: Config, task: str, classes: list[str]) -> None:
     heads = [cfg.model.decode_head, *_as_list(cfg.model.get("auxiliary_head"))]
     for head in heads:
         head.num_classes = len(classes)
+
+
+def innermost(dataset: ConfigDict) -> ConfigDict:
+    """The dataset a wrapper (RepeatDataset, ClassBalancedDataset ...) wraps, or `dataset` itself."""
+    while "dataset" in dataset:
+        dataset = dataset.dataset
+    return dataset
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -20,14 +20,14 @@ from mmengine.logging import print_log
 
 from rils_bench.adapters import dense_config
 from rils_bench.adapters.convert import backbone_source, write_backbone
-from rils_bench.adapters.holdout import HOLDOUT_SPLIT, hold_out
+from rils_bench.adapters.holdout import hold_out
 from rils_bench.amp import apply_precision
 from rils_bench.data.builtin import prepare as builtin
 from rils_bench.errors import UserError
 from rils_bench.fileio import check_output_dir
 from rils_bench.models.pretrained import PretrainedInfo
 from rils_bench.precision import Precision, default_device, resolve
-from rils_bench.report.record import make_record, records_dir, write_record
+from rils_bench.report.record import HOLDOUT_SPLIT, make_record, records_dir, write_record
 
 BUILTIN_SETS = ("pastecoco", "pasteade")  # `dataset_name`s that rils-bench prepares itself when no root is given
 

@@ -19,11 +19,11 @@ from typing import Any
 
 from mmengine.config import Config, ConfigDict
 
+from rils_bench.adapters.dense_config import innermost
 from rils_bench.errors import UserError
 from rils_bench.fileio import atomic_write
-from rils_bench.report.record import HOLDOUT_SPLIT
 
-__all__ = ["HOLDOUT_SPLIT", "hold_out", "innermost"]
+__all__ = ["hold_out"]
 
 
 def hold_out(cfg: Config, task: str, fraction: float, out_dir: Path) -> int:
@@ -50,13 +50,6 @@ def hold_out(cfg: Config, task: str, fraction: float, out_dir: Path) -> int:
     cfg.val_dataloader.dataset = holdout
     cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
     return n - n_fit
-
-
-def innermost(dataset: ConfigDict) -> ConfigDict:
-    """The dataset a wrapper (RepeatDataset, ClassBalancedDataset ...) wraps, or `dataset` itself."""
-    while "dataset" in dataset:
-        dataset = dataset.dataset
-    return dataset
 
 
 def _fit_count(n: int, fraction: float) -> int:

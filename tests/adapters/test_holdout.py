@@ -7,7 +7,8 @@ import json
 import pytest
 
 from rils_bench.adapters import dense_config
-from rils_bench.adapters.holdout import hold_out, innermost
+from rils_bench.adapters.dense_config import innermost
+from rils_bench.adapters.holdout import hold_out
 from rils_bench.errors import UserError
 
 
