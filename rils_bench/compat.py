@@ -61,3 +61,20 @@ def weights_only_loads(allowed: Sequence[Any] = ()) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def fix_clip_benchmark_accuracy() -> None:
+    """Make CLIP_benchmark 1.6.2's zero-shot top-k accuracy run under numpy >= 2.4.
+
+    Its `zeroshot_classification.accuracy` does `float(tensor.sum(0, keepdim=True).cpu().numpy())`: a
+    one-element 1-d array, which numpy 2.4 no longer converts to a Python float (TypeError). The replacement
+    computes the same fractions with `.item()`; `evaluate` looks the function up at call time, so it uses it.
+    """
+    from clip_benchmark.metrics import zeroshot_classification
+
+    def accuracy(output, target, topk=(1,)):
+        pred = output.topk(max(topk), 1, True, True)[1].t()  # [k, N]
+        correct = pred.eq(target.view(1, -1).expand_as(pred))
+        return [correct[:k].reshape(-1).float().sum().item() / len(target) for k in topk]
+
+    zeroshot_classification.accuracy = accuracy

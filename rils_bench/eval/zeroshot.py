@@ -42,20 +42,29 @@ DATASET_PROMPTS: dict[str, tuple[tuple[Template, ...], Callable[[str], str]]] = 
 }
 
 
-def prompts_for(dataset: str, classnames: Sequence[str], templates: str = "auto") -> tuple[list[list[str]], str]:
-    """`(prompts per class, name of the template set)`; class names are worded as pre-training's captions word them.
+def template_set(dataset: str, templates: str = "auto") -> tuple[tuple[Template, ...], Callable[[str], str], str]:
+    """`(templates, wording of a class name, name of the set)` for `dataset`: the class `c` gets the prompts
+    `t(wording(c))`.
 
     Raises:
         UserError: an unknown template set.
     """
     if templates == "auto" and dataset in DATASET_PROMPTS:
         chosen, wording = DATASET_PROMPTS[dataset]
-        name = f"{dataset} ({len(chosen)} templates)"
-    elif templates in TEMPLATE_SETS or templates == "auto":
+        return chosen, wording, f"{dataset} ({len(chosen)} templates)"
+    if templates in TEMPLATE_SETS or templates == "auto":
         key = "openai" if templates == "auto" else templates
-        chosen, wording, name = TEMPLATE_SETS[key], class_name_for_caption, f"{key} ({len(TEMPLATE_SETS[key])})"
-    else:
-        raise UserError(f"unknown template set {templates!r}; choose auto, {', '.join(TEMPLATE_SETS)}")
+        return TEMPLATE_SETS[key], class_name_for_caption, f"{key} ({len(TEMPLATE_SETS[key])})"
+    raise UserError(f"unknown template set {templates!r}; choose auto, {', '.join(TEMPLATE_SETS)}")
+
+
+def prompts_for(dataset: str, classnames: Sequence[str], templates: str = "auto") -> tuple[list[list[str]], str]:
+    """`(prompts per class, name of the template set)`; class names are worded as pre-training's captions word them.
+
+    Raises:
+        UserError: an unknown template set.
+    """
+    chosen, wording, name = template_set(dataset, templates)
     return [[t(wording(c)) for t in chosen] for c in classnames], name
 
 
