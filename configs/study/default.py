@@ -28,6 +28,10 @@ precision = "auto"
 # The random encoder is built at the study's input size (`@32`; the study refuses one of another size). Pixels at 16 px:
 # a 768-d vector keeps the L-BFGS linear probe in minutes (3,072-d ran > 10 min on fashion-mnist).
 floors = ["random:rils_vit_tiny_patch8@32", "pixels:16"]
+# The upper anchor: a publicly pre-trained DINOv2-class ViT-S/14 (`rils-bench data prepare dinov2-s14`). It gets the
+# dense probes and the dense fine-tuning; not the classification evaluations, whose 518-px native size takes hours
+# per set on a CPU.
+anchors = ["reference:dinov2-s14"]
 
 evaluation = dict(
     datasets=["fashion-mnist", "animal-mnist", "emoji-styles"],
@@ -71,6 +75,7 @@ quick = dict(
         dense_probes=dict(dataset="shapes", image_size=64, head_seeds=1),
     ),
     dense=dict(max_iters=2, data_roots=dict(coco="shapes/coco", ade="shapes/ade")),
+    anchors=[],  # CI: the reference's path is tested on its own (tests/study/test_stages.py, tests/adapters)
     work_dir="~/.cache/rils_bench/study/default-quick",
     results="~/.cache/rils_bench/study/default-quick/results",
 )

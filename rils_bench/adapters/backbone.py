@@ -16,6 +16,7 @@ Checkpoints enter through `init_cfg=dict(type="Pretrained", checkpoint=PATH)`; s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -139,7 +140,7 @@ class RILSViT(BaseModule):
         with_cls_token: prepend the cls token as in pre-training (then the backbone computes exactly what the
             encoder does). ViTDet drops it: window attention needs a pure grid.
         window_size: window side in patches for the non-global blocks; 0 = global attention everywhere; `"auto"` =
-            the pre-training grid (ViTDet: 14 for 224 px / 16).
+            the pre-training grid (ViTDet: 14 for 224 px / 16), at most the fine-tuning grid.
         global_indices: blocks that keep global attention when windows are used; see `resolve_global_indices`.
         use_rel_pos: decomposed relative position biases in every block (ViTDet), zero-initialised.
         drop_path_rate: stochastic depth of the last block; block i gets `rate * i / (depth - 1)`.
@@ -181,7 +182,10 @@ class RILSViT(BaseModule):
         self.width, depth = config["width"], config["depth"]
         self.img_size = img_size or config["img_size"]
         self.out_indices = resolve_out_indices(out_indices, depth)
-        self.window_size = self.pretrain_grid if window_size == "auto" else int(window_size)
+        # "auto": the pre-training grid, but never wider than the fine-tuning grid (a 37-patch DINOv2 window on a
+        # 10 x 10 map would attend over 37 x 37 zero-padded tokens: 14x the work of global attention, same result).
+        grid_side = math.ceil(self.img_size / self.patch_size)
+        self.window_size = min(self.pretrain_grid, grid_side) if window_size == "auto" else int(window_size)
         if with_cls_token and (self.window_size or use_rel_pos):
             # ViTDet drops the cls token: windows and relative offsets are defined on a pure patch grid.
             raise ValueError("window attention and relative position biases need with_cls_token=False")

@@ -3,7 +3,9 @@
 A plain ViT has a single scale; ViTDet (Li et al., 2022) shows that deconvolutions / pooling of the last map
 alone match a hierarchical backbone's FPN. The pyramid is built for any patch size: a map of stride p reaches
 stride s by `log2(p / s)` stride-2 transposed convolutions (halving the channels each time, LayerNorm + GELU in
-between) or by max pooling with kernel `s / p`.
+between) or by max pooling with kernel `s / p`. A patch size that is not a power of two (DINOv2's 14) is first
+resampled bilinearly to the nearest power-of-two stride (14 -> 16: a map pixel j then covers image pixels
+16 j .. 16 j + 15, as the RPN's anchors and RoIAlign's `1 / stride` assume).
 """
 
 from __future__ import annotations
@@ -78,9 +80,12 @@ class SimpleFeaturePyramid(BaseModule):
             raise ValueError(f"num_outs={num_outs} is fewer than the {len(strides)} strides built")
         self.strides = tuple(strides)
         self.num_outs = num_outs
+        # The map is read at `grid_stride`, a power of two: `backbone_stride` itself when it is one.
+        self.grid_stride = 2 ** round(math.log2(backbone_stride))
+        self.resample = backbone_stride / self.grid_stride  # 1.0, or e.g. 14 / 16
         self.stages = nn.ModuleList()
         for stride in self.strides:
-            rescale, channels = _rescale(in_channels, backbone_stride / stride)
+            rescale, channels = _rescale(in_channels, self.grid_stride / stride)
             self.stages.append(
                 nn.Sequential(
                     rescale,
@@ -93,6 +98,8 @@ class SimpleFeaturePyramid(BaseModule):
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         x = inputs[-1]
+        if self.resample != 1.0:  # the given factor, not one recomputed from sizes: pixel centres stay aligned
+            x = F.interpolate(x, scale_factor=self.resample, mode="bilinear", recompute_scale_factor=False)
         outs = [stage(x) for stage in self.stages]
         while len(outs) < self.num_outs:
             outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))

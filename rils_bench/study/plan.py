@@ -44,6 +44,9 @@ class Study:
     work_dir: Path
     results: Path
     budget: dict[str, Any]  # what the tables print as the study's budget
+    # Upper anchors (e.g. `reference:dinov2-s14`): publicly pre-trained encoders that get the dense probes and the
+    # dense fine-tuning, not the classification evaluations (at their native size those take hours on a CPU).
+    anchors: list[str] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)  # the config as read (after --quick), for the run files
 
     @property
@@ -127,6 +130,7 @@ def load_study(
         work_dir=work_dir,
         results=results,
         budget=budget,
+        anchors=list(cfg.get("anchors", [])),
         source={k: v for k, v in cfg.items() if k != "quick"},
     )
 

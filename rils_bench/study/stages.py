@@ -141,8 +141,8 @@ class Encoder:
     ident: str  # sha256, or the spec of a file-less floor
 
 
-def encoders(study: Study, *, floors: bool = True, records: set[str] | None = None) -> Iterator[Encoder]:
-    """Every run's checkpoint (from its run file), then the floors.
+def encoders(study: Study, *, floors: bool = True, anchors: bool = False) -> Iterator[Encoder]:
+    """Every run's checkpoint (from its run file), then the floors, then (`anchors`) the upper anchors.
 
     Raises:
         UserError: a run without a run file (the pretrain stage did not run), or whose checkpoint is gone while
@@ -154,9 +154,8 @@ def encoders(study: Study, *, floors: bool = True, records: set[str] | None = No
             raise UserError(f"{run.name} has not been pre-trained ({run_file} missing): run the pretrain stage first")
         checkpoint = json.loads(run_file.read_text(encoding="utf-8"))["checkpoint"]
         yield Encoder(run.name, checkpoint["path"], checkpoint["sha256"])
-    if floors:
-        for spec in study.floors:
-            yield Encoder(spec, spec, spec)
+    for spec in (study.floors if floors else []) + (study.anchors if anchors else []):
+        yield Encoder(spec, spec, spec)
 
 
 def eval_stage(study: Study, *, force: bool = False, log: Log = say) -> None:
@@ -167,13 +166,15 @@ def eval_stage(study: Study, *, force: bool = False, log: Log = say) -> None:
     options = ExtractOptions(batch_size=int(ev.get("batch_size", 256)), precision=study.budget["precision"])
     precision = precision_of(options)
     done = set() if force else recorded(study.records, precision)
-    todo = list(encoders(study))
+    todo = list(encoders(study, anchors=True))
     for i, enc in enumerate(todo, 1):
-        units = [u for u in eval_units(study, enc) if force or u.key not in done]
+        # An anchor gets the dense probes only (classification at its native 518 px is hours per set on a CPU).
+        units = eval_units(study, enc) if enc.spec not in study.anchors else anchor_units(study, enc)
+        units = [u for u in units if force or u.key not in done]
         if not units:
             log(f"[{i}/{len(todo)}] eval {enc.label}: every record exists, skipped")
             continue
-        if not Path(enc.spec).is_file() and not is_floor(enc.spec):
+        if not Path(enc.spec).is_file() and not is_named(enc.spec):
             raise UserError(
                 f"the checkpoint of {enc.label} ({enc.ident[:12]}) is gone from {enc.spec}: rerun its pre-training "
                 f"(`rils-bench study ... --stages pretrain --force`) or restore the file"
@@ -255,6 +256,10 @@ def eval_units(study: Study, enc: Encoder) -> list[Unit]:
     return units  # fmt: skip
 
 
+def anchor_units(study: Study, enc: Encoder) -> list[Unit]:
+    return dense_probe_units(study.evaluation.get("dense_probes"), enc)
+
+
 def dense_probe_units(probes: dict[str, Any] | None, enc: Encoder) -> list[Unit]:
     """The frozen dense probes of the study config's `evaluation.dense_probes` (dataset, image_size, tasks,
     head_seeds); none when it is absent."""
@@ -301,6 +306,11 @@ def is_floor(spec: str) -> bool:
     return spec.startswith(("random:", "pixels"))
 
 
+def is_named(spec: str) -> bool:
+    """A floor or a built-in reference encoder: a spec that names no checkpoint file of the study."""
+    return is_floor(spec) or spec.startswith("reference:")
+
+
 def has_text_tower(spec: str) -> bool:
     from rils_bench.models.pretrained import load_pretrained
 
@@ -316,21 +326,20 @@ def quiet(_: str) -> None:
 
 
 def dense_stage(study: Study, *, force: bool = False, log: Log = say) -> None:
-    """coco and ade fine-tuning of every run's checkpoint of the `dense.seeds` pre-training seeds (default all) and
-    of the random floor, unless recorded."""
+    """coco and ade fine-tuning of every run's checkpoint of the `dense.seeds` pre-training seeds (default all), of
+    the random floor and of the anchors, unless recorded."""
     from rils_bench.adapters.finetune import run_dense
 
     tasks = list(study.dense.get("tasks", ["coco", "ade"]))
     records = read_records(study.records, log=quiet) if study.records.is_dir() else []
     done = set() if force else {(checkpoint_id(r), r["task"]) for r in records}
-    seeds = {f"-seed{s}" for s in study.dense.get("seeds", study.budget["seeds"])}
-    todo = [e for e in encoders(study) if e.label.endswith(tuple(seeds)) or e.spec.startswith("random:")]
+    todo = dense_encoders(study)
     for i, enc in enumerate(todo, 1):
         for task in tasks:
             if (enc.ident, task) in done:
                 log(f"[{i}/{len(todo)}] dense {task} {enc.label}: recorded, skipped")
                 continue
-            if not Path(enc.spec).is_file() and not is_floor(enc.spec):
+            if not Path(enc.spec).is_file() and not is_named(enc.spec):
                 raise UserError(f"the checkpoint of {enc.label} is gone from {enc.spec}: rerun its pre-training")
             log(f"[{i}/{len(todo)}] dense {task} {enc.label}")
             started = time.monotonic()
@@ -344,6 +353,17 @@ def dense_stage(study: Study, *, force: bool = False, log: Log = say) -> None:
                 precision=study.budget["precision"],
             )
             add_time(study, f"dense-{task}", enc.label, time.monotonic() - started)
+
+
+def dense_encoders(study: Study) -> list[Encoder]:
+    """What the dense stage fine-tunes: the checkpoints of the `dense.seeds` pre-training seeds (default all), the
+    random floor (the pixels floor has no backbone) and the anchors."""
+    seeds = tuple(f"-seed{s}" for s in study.dense.get("seeds", study.budget["seeds"]))
+    return [
+        e
+        for e in encoders(study, anchors=True)
+        if e.label.endswith(seeds) or e.spec.startswith("random:") or e.spec in study.anchors
+    ]
 
 
 def dense_root(name: str | None) -> Path | None:

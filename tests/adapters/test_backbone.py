@@ -143,6 +143,14 @@ def test_window_attention_covering_the_grid_is_global_attention(exported):
         assert not torch.allclose(small_windows(images)[0], reference, atol=1e-3)
 
 
+def test_auto_windows_are_the_pretraining_grid_at_most_the_fine_tuning_grid():
+    # ARCH is pre-trained at 32 px with patch 8: a 4 x 4 grid.
+    assert RILSViT(ARCH, img_size=128, with_cls_token=False, window_size="auto").window_size == 4
+    # A 16 px input has a 2 x 2 grid: a 4-patch window would only attend over zero padding as well.
+    assert RILSViT(ARCH, img_size=16, with_cls_token=False, window_size="auto").window_size == 2
+    assert RILSViT(ARCH, img_size=20, with_cls_token=False, window_size="auto").window_size == 3  # padded to 24 px
+
+
 def test_window_partition_round_trip_with_padding():
     x = torch.randn(2, 5, 7, 3)
     windows, padded = window_partition(x, 3)

@@ -85,3 +85,20 @@ def test_a_dense_probe_unit_key_is_the_key_of_the_record_it_writes(study, monkey
     for unit in units.values():
         unit.run(ckpt=enc.spec, records=study.records)
     assert {u.key for u in units.values()} <= stages.recorded(study.records, precision_of(None))  # what auto picks
+
+
+def test_an_anchor_gets_the_dense_probes_and_the_dense_stage_only(tmp_path):
+    study = load_study(ROOT / "configs/study/default.py", root=ROOT, work_dir=tmp_path / "w", results=tmp_path / "r")
+    assert study.anchors == ["reference:dinov2-s14"]
+    for run in study.runs:
+        path = study.run_files / f"{run.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"schema": RUN_SCHEMA, "checkpoint": {"path": "x.pth", "sha256": "f" * 64}}))
+    assert [e.spec for e in stages.encoders(study)][-2:] == study.floors  # the classification evaluations' list
+    (anchor,) = [e for e in stages.encoders(study, anchors=True) if e.spec in study.anchors]
+    assert {u.key[1] for u in stages.anchor_units(study, anchor)} == {"segprobe", "segknn"}
+    assert stages.is_named(anchor.spec) and not stages.is_floor(anchor.spec)
+    # Fine-tuned: the seed-0 checkpoints (the config's dense.seeds), the random floor and the anchor.
+    labels = [e.label for e in stages.dense_encoders(study)]
+    assert labels == [f"{m}-seed0" for m in ("rils", "clip", "mae", "mae_clip", "semmim")] + [
+        "random:rils_vit_tiny_patch8@32", "reference:dinov2-s14"]  # fmt: skip
