@@ -49,9 +49,10 @@ evaluation = dict(
 )
 
 # `--dense` / `make study-dense`: Mask R-CNN (pastecoco) and UperNet (pasteade) fine-tuning with the tiny dense
-# configs (rils-bench dense; `max_iters` None = their own schedules) of the checkpoints of pre-training seed 0 and the
-# random floor. Measured at bfcc837 on the 2-core AMX Xeon: 22 min per checkpoint (coco 11-12, ade 10), 6 checkpoints
-# 132 min, 10 % over the 2 h limit (seed 1 as well would be 4 h).
+# configs (rils-bench dense; `max_iters` None = their own schedules) of the checkpoints of pre-training seed 0, the
+# random floor and the anchor. Measured on a 2-core AMD EPYC (avx512_bf16, no AMX) at 5a78221: ade ~8 min per
+# checkpoint (reference 487 s, random 512 s); coco's 1,000 iterations ~0.5 s each. 7 checkpoints x 2 tasks is then
+# about 2 h, twice the hour the stage is meant to take (at bfcc837, AMX Xeon, old ade recipe: 132 min for 6).
 dense = dict(tasks=["coco", "ade"], max_iters=None, seeds=[0])
 
 # Pre-training work dirs (checkpoints, logs) live outside the repo; results/ gets the records, the run files

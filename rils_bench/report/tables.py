@@ -99,15 +99,18 @@ def classification_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).sort_values(["dataset", "protocol", *ROW], ignore_index=True)
 
 
-def metric_frame(records: Iterable[dict[str, Any]], tasks: Sequence[str]) -> pd.DataFrame:
-    """One row per record of `tasks`: dataset, task, encoder, then every metric the records carry."""
+def metric_frame(records: Iterable[dict[str, Any]], tasks: Sequence[str], *, seeds: bool = False) -> pd.DataFrame:
+    """One row per record of `tasks`: dataset, task, encoder (`seeds`: and the run's seeds, column `seed`), then
+    every metric the records carry."""
+    identity = [*ROW, "seed"] if seeds else ROW
     rows = [
         {"dataset": r["dataset"], "task": r["task"], **checkpoint_columns(r), **r["metrics"]}
+        | ({"seed": ",".join(map(str, r.get("seeds") or []))} if seeds else {})
         for r in records
         if r["task"] in tasks
     ]
-    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["dataset", "task", *ROW])
-    return frame.sort_values(["dataset", "task", *ROW], ignore_index=True)
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["dataset", "task", *identity])
+    return frame.sort_values(["dataset", "task", *identity], ignore_index=True)
 
 
 def pivot(frame: pd.DataFrame, column: str, cell: Callable[[pd.Series], str]) -> pd.DataFrame:
@@ -138,10 +141,10 @@ def _probe_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def metric_columns(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """Encoders as rows, each of `metrics` that some row has as a column, two decimals."""
+def metric_columns(frame: pd.DataFrame, metrics: Sequence[str], identity: Sequence[str] = ROW) -> pd.DataFrame:
+    """Encoders (`identity` columns) as rows, each of `metrics` that some row has as a column, two decimals."""
     present = [m for m in metrics if m in frame.columns and frame[m].notna().any()]
-    out = frame[ROW].copy()
+    out = frame[list(identity)].copy()
     for m in present:
         out[m] = frame[m].map(lambda x: "" if pd.isna(x) else f"{x:.2f}")
     return out.reset_index(drop=True)
@@ -203,14 +206,19 @@ def build_tables(*, records: Path | None = None, out: Path = Path("results")) ->
         raise UserError(f"records folder {root} holds no usable records: refusing to write empty tables over {out}")
     few, cls = fewshot_frame(every), classification_frame(every)
     ret = metric_frame(every, ("retrieval",))
-    dense = metric_frame(every, DENSE_TASKS)
+    dense = metric_frame(every, DENSE_TASKS, seeds=True)  # fine-tuning seeds: one row per run
     ret_metrics = [f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)]
-    dense_metrics = [*DENSE_ORDER, *sorted(set(dense.columns) - {*DENSE_ORDER, "dataset", "task", *ROW})]
+    dense_metrics = [*DENSE_ORDER, *sorted(set(dense.columns) - {*DENSE_ORDER, "dataset", "task", "seed", *ROW})]
     pages = {
         "fewshot": (few, per_dataset("Few-shot top-1 (%)", FEWSHOT_NOTE, few, _fewshot_table)),
         "classification": (cls, per_dataset("Classification top-1 (%)", CLASS_NOTE, cls, _classification_table)),
         "retrieval": (ret, per_dataset("Retrieval (%)", RETRIEVAL_NOTE, ret, lambda f: metric_columns(f, ret_metrics))),
-        "dense": (dense, per_dataset("Dense transfer", DENSE_NOTE, dense, lambda f: metric_columns(f, dense_metrics))),
+        "dense": (
+            dense,
+            per_dataset(
+                "Dense transfer", DENSE_NOTE, dense, lambda f: metric_columns(f, dense_metrics, [*ROW, "seed"])
+            ),
+        ),
     }
     probes = dense_probe_frame(every)
     if not probes.empty:  # a page of its own only once there are probe records (results/ stays as it was before)

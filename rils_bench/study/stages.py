@@ -145,8 +145,8 @@ def encoders(study: Study, *, floors: bool = True, anchors: bool = False) -> Ite
     """Every run's checkpoint (from its run file), then the floors, then (`anchors`) the upper anchors.
 
     Raises:
-        UserError: a run without a run file (the pretrain stage did not run), or whose checkpoint is gone while
-            `records` (the identities that are fully recorded) does not hold it.
+        UserError: a run without a run file (the pretrain stage did not run). A checkpoint file that is gone is
+            the caller's to report, where it is needed.
     """
     for run in study.runs:
         run_file = study.run_files / f"{run.name}.json"
@@ -257,6 +257,7 @@ def eval_units(study: Study, enc: Encoder) -> list[Unit]:
 
 
 def anchor_units(study: Study, enc: Encoder) -> list[Unit]:
+    """An anchor's evaluation units: the dense probes only."""
     return dense_probe_units(study.evaluation.get("dense_probes"), enc)
 
 

@@ -113,6 +113,7 @@ def test_tables_have_the_right_shape_and_cells(records, tmp_path):
     dense = (out / "dense.md").read_text()
     assert "## pastecoco" in dense and "| bbox_mAP | segm_mAP |" in dense and "| 12.50 | 10.00 |" in dense
     assert "| mIoU | mAcc | aAcc |" in dense
+    assert "| precision | seed | bbox_mAP |" in dense  # fine-tuning seeds tell runs of one checkpoint apart
     assert (out / "fewshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     readme = (out / "README.md").read_text()
