@@ -1,4 +1,4 @@
-"""File helpers every writer uses: content hashes and atomic writes (a reader never sees half a file)."""
+"""File helpers every writer uses: content hashes and atomic writes (a reader never sees half a file or folder)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,17 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
 
 
 _HOST = socket.gethostname().replace(".", "_")
+
+
+def replace_dir(new: Path, final: Path) -> None:
+    """Put the complete folder `new` at `final`; an old copy is moved aside first and removed only after the swap."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.tmp-old-{os.getpid()}")
+        final.rename(old)
+    new.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _remove_stale_temporaries(path: Path) -> None:

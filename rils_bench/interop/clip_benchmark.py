@@ -7,7 +7,7 @@ runs CLIP_benchmark's own CLI with it registered (`--pretrained` takes every `--
 retrieval set in CLIP_benchmark's local WebDataset layout (`--dataset wds/NAME --dataset_root DIR`), so its CLI can
 run offline on the built-in sets.
 
-Protocol against rils-bench's own zero-shot and retrieval (tests/interop/test_clip_benchmark.py checks that they
+Protocol against rils-bench's own zero-shot and retrieval (tests/eval/test_clip_benchmark.py checks that they
 agree on the same checkpoint, set and prompts):
 - images go through the checkpoint's own evaluation transform (`transform_of`), after conversion to RGB (rils-bench
   reads every file as RGB; CLIP_benchmark's datasets hand over PIL images in their own mode);

@@ -16,12 +16,14 @@ import argparse
 import contextlib
 import io
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from rils_bench.errors import UserError
 from rils_bench.eval.datasets import resolve_classification, resolve_retrieval
 from rils_bench.eval.zeroshot import TEMPLATE_SETS, template_set
+from rils_bench.fileio import replace_dir
 
 TASKS = ("zeroshot_classification", "zeroshot_retrieval")
 
@@ -81,15 +83,14 @@ def _format(template: str, name: str) -> str | None:
 def _build(dest: Path, write) -> Path:
     """Run `write(tmp)` on a fresh folder beside `dest`, then swap it in (CLIP_benchmark's writers are not atomic)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with contextlib.redirect_stdout(io.StringIO()):  # its converters print every file they write
-        write(tmp)
-    old = dest.with_name(dest.name + ".old")
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # its converters print every file they write
+            write(tmp)
+        replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return dest
 
 

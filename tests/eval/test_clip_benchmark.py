@@ -124,4 +124,4 @@ def test_the_exported_prompts_are_rils_benchs(tmp_path):
     prompts, _ = prompts_for(data.name, data.classnames)
     assert [[t.format(c=n) for t in templates] for n in names] == prompts
     assert (folder / "test" / "nshards.txt").read_text().strip() == "1"
-    assert not (tmp_path / "wds" / "shapes.partial").exists()
+    assert sorted(p.name for p in (tmp_path / "wds").iterdir()) == ["shapes"]  # no temporary folder left

@@ -20,6 +20,7 @@ from rils_bench import __version__
 from rils_bench.data.builtin import fetch, registry
 from rils_bench.data.builtin.writers import write_json
 from rils_bench.errors import UserError
+from rils_bench.fileio import replace_dir
 
 MANIFEST = "manifest.json"
 
@@ -120,19 +121,8 @@ def prepare(
                 "prepare_seconds": round(time.perf_counter() - started, 1),
             },
         )
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def _replace_dir(new: Path, final: Path) -> None:
-    """Put `new` at `final`; an old copy is moved aside first and removed only after the swap."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.tmp-old-{os.getpid()}")
-        final.rename(old)
-    new.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
